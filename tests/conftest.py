@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import pytest
 
-_MARKERS = {"unit": pytest.mark.unit, "integration": pytest.mark.integration,
-            "reliability": pytest.mark.reliability}
+_MARKERS = {
+    "unit": pytest.mark.unit,
+    "integration": pytest.mark.integration,
+    "reliability": pytest.mark.reliability,
+}
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -17,5 +20,5 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
                 item.add_marker(marker)
 
 
-# Backend fixtures until the dtpyfw plugin loads them; pytester runs them in inner sessions.
-pytest_plugins = ["pytester", "dtpyfw.testing._backends"]
+# pytester runs the backend fixtures in inner sessions (tests/integration/test_launchers.py).
+pytest_plugins = ["pytester"]

@@ -14,7 +14,9 @@ from dtpyfw.config._yaml import KeyPath, dotted
 from dtpyfw.core.errors import ConfigIssue
 
 MASK = "**********"
-_SECRET_NAME = re.compile(r"pass(word|wd)?|secret|token|api[_-]?key|private[_-]?key|credential", re.I)
+_SECRET_NAME = re.compile(
+    r"pass(word|wd)?|secret|token|api[_-]?key|private[_-]?key|credential", re.I
+)
 
 
 class Origins:
@@ -73,10 +75,7 @@ def _data_path(loc: tuple[int | str, ...], data: Any) -> KeyPath:
     path: list[str | int] = []
     node = data
     for index, part in enumerate(loc):
-        if isinstance(node, dict) and part in node:
-            path.append(part)
-            node = node[part]
-        elif isinstance(node, list) and isinstance(part, int) and 0 <= part < len(node):
+        if _has(node, part):
             path.append(part)
             node = node[part]
         elif isinstance(node, dict) and index == len(loc) - 1:
@@ -159,7 +158,11 @@ def _models_in(annotation: Any, value: Any) -> list[type[BaseModel]]:
     for candidate in _flatten(annotation):
         if isinstance(candidate, type) and issubclass(candidate, BaseModel):
             field = candidate.model_fields.get("backend")
-            if backend is not None and field is not None and backend not in get_args(field.annotation):
+            if (
+                backend is not None
+                and field is not None
+                and backend not in get_args(field.annotation)
+            ):
                 continue
             found.append(candidate)
     return found
@@ -188,13 +191,17 @@ def _mentions(annotation: Any, targets: tuple[type, ...]) -> bool:
 def _value_at(data: Any, path: KeyPath) -> Any:
     node = data
     for part in path:
-        if isinstance(node, dict) and part in node:
-            node = node[part]
-        elif isinstance(node, list) and isinstance(part, int) and part < len(node):
+        if _has(node, part):
             node = node[part]
         else:
             return None
     return node
+
+
+def _has(node: Any, part: str | int) -> bool:
+    if isinstance(node, dict):
+        return part in node
+    return isinstance(node, list) and isinstance(part, int) and 0 <= part < len(node)
 
 
 def _lower_first(text: str) -> str:

@@ -89,21 +89,28 @@ def load_settings(
                 )
             )
             origins.poison(key_path)
-        _merge(merged, data, origins, document.source, document.lines)
+        _merge(merged, data=data, origins=origins, source=document.source, lines=document.lines)
 
     prefix = str(settings_class.model_config.get("env_prefix") or "")
     delimiter = str(settings_class.model_config.get("env_nested_delimiter") or "__")
     sections = set(settings_class.model_fields)
     for label, variables in ((".env", dotenv), ("environment", environ)):
-        layer = _env_layer(variables, prefix, delimiter, sections, issues, label)
+        layer = _env_layer(
+            variables,
+            prefix=prefix,
+            delimiter=delimiter,
+            sections=sections,
+            issues=issues,
+            label=label,
+        )
         for key_path, (value, source) in layer.items():
             _set_path(merged, key_path, value)
             origins.record(key_path, source, None)
 
     if overrides:
         for key, value in overrides.items():
-            key_path: KeyPath = tuple(key.split(".")) if isinstance(key, str) else (key,)
-            _merge_at(merged, key_path, value, origins, "overrides")
+            target: KeyPath = tuple(key.split(".")) if isinstance(key, str) else (key,)
+            _merge_at(merged, target, value, origins, "overrides")
 
     _enable_empty_sections(merged, settings_class)
     try:
@@ -119,6 +126,7 @@ def load_settings(
 
 def _merge(
     target: dict[str, Any],
+    *,
     data: Mapping[str, Any],
     origins: Origins,
     source: str,
@@ -129,7 +137,9 @@ def _merge(
         key_path = (*path, key)
         origins.record(key_path, source, lines.get(key_path))
         if isinstance(value, dict) and isinstance(target.get(key), dict):
-            _merge(target[key], value, origins, source, lines, key_path)
+            _merge(
+                target[key], data=value, origins=origins, source=source, lines=lines, path=key_path
+            )
         else:
             target[key] = _copy(value)
             if isinstance(value, dict):
@@ -137,7 +147,10 @@ def _merge(
 
 
 def _record_all(
-    value: Mapping[str, Any], origins: Origins, source: str, lines: Mapping[KeyPath, int],
+    value: Mapping[str, Any],
+    origins: Origins,
+    source: str,
+    lines: Mapping[KeyPath, int],
     path: KeyPath,
 ) -> None:
     for key, item in value.items():
@@ -173,6 +186,7 @@ def _set_path(target: dict[str, Any], key_path: KeyPath, value: Any) -> None:
 
 def _env_layer(
     variables: Mapping[str, str],
+    *,
     prefix: str,
     delimiter: str,
     sections: set[str],
@@ -194,7 +208,9 @@ def _env_layer(
                 value = json.loads(stripped)
             except json.JSONDecodeError as exc:
                 issues.append(
-                    ConfigIssue(path=".".join(parts), message=f"invalid JSON: {exc.msg}", source=source)
+                    ConfigIssue(
+                        path=".".join(parts), message=f"invalid JSON: {exc.msg}", source=source
+                    )
                 )
                 continue
         layer[tuple(parts)] = (value, source)
@@ -212,9 +228,8 @@ def _read_dotenv(path: Path) -> dict[str, str]:
 def _enable_empty_sections(merged: dict[str, Any], settings_class: type[Settings]) -> None:
     # ``db:`` alone parses as null; for an optional section that means "on, with defaults".
     for name, field in settings_class.model_fields.items():
-        if name in merged and merged[name] is None and not field.is_required():
-            if field.default is None:
-                merged[name] = {}
+        if name in merged and merged[name] is None and field.default is None:
+            merged[name] = {}
 
 
 def _copy(value: Any) -> Any:

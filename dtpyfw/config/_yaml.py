@@ -45,9 +45,13 @@ def parse_yaml(text: str, source: str) -> YamlDocument:
     try:
         node = loader.get_single_node()
         if node is None:
-            raise _issue(source, "file is empty; expected a mapping of sections (service:, db:, ...)")
+            raise _issue(
+                source, "file is empty; expected a mapping of sections (service:, db:, ...)"
+            )
         if not isinstance(node, yaml.MappingNode):
-            raise _issue(source, f"expected a mapping at the top level, got {_kind(node)}", _line(node))
+            raise _issue(
+                source, f"expected a mapping at the top level, got {_kind(node)}", _line(node)
+            )
         lines: dict[KeyPath, int] = {}
         data = _Walker(loader, lines, source).walk(node, ())
     except yaml.MarkedYAMLError as exc:
@@ -76,7 +80,9 @@ class _Walker:
                 if not isinstance(key, str):
                     key = str(key)
                 if key in out:
-                    raise _issue(self.source, f"{_dotted((*path, key))}: duplicate key", _line(key_node))
+                    raise _issue(
+                        self.source, f"{_dotted((*path, key))}: duplicate key", _line(key_node)
+                    )
                 self.lines[(*path, key)] = _line(key_node)
                 out[key] = self.walk(value_node, (*path, key))
             return out

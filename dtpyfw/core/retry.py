@@ -22,25 +22,27 @@ class RetryPolicy(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid", arbitrary_types_allowed=True)
 
-    attempts: int = Field(default=3, ge=1, le=100)
+    attempts: int = Field(default=3, ge=1, le=100, description="tries in all, the first included")
     initial_delay: float = Field(default=0.1, ge=0, description="seconds before the 1st retry")
     max_delay: float = Field(default=5.0, ge=0, description="cap on one backoff sleep, seconds")
-    multiplier: float = Field(default=2.0, ge=1)
+    multiplier: float = Field(default=2.0, ge=1, description="growth of the delay per retry")
     jitter: float = Field(default=0.1, ge=0, description="random extra seconds, 0..jitter")
     retry_on: tuple[type[BaseException], ...] = Field(default=(Exception,), exclude=True)
 
     def delay_for(self, retry_number: int) -> float:
         """Backoff before retry number ``retry_number`` (1-based), without jitter."""
-        return float(min(self.max_delay, self.initial_delay * self.multiplier ** (retry_number - 1)))
+        return float(
+            min(self.max_delay, self.initial_delay * self.multiplier ** (retry_number - 1))
+        )
 
     def call(self, fn: Callable[..., T], /, *args: object, **kwargs: object) -> T:
         """Call ``fn`` under this policy; the last exception propagates unchanged."""
-        return self._retrying(tenacity.Retrying)(fn, *args, **kwargs)  # type: ignore[no-any-return]
+        return self._retrying(tenacity.Retrying)(fn, *args, **kwargs)
 
     async def acall(self, fn: Callable[..., Awaitable[T]], /, *args: object, **kwargs: object) -> T:
         """Async twin of :meth:`call`; sleeps with ``asyncio.sleep``."""
         retrying = self._retrying(tenacity.AsyncRetrying)
-        return await retrying(fn, *args, **kwargs)  # type: ignore[no-any-return]
+        return await retrying(fn, *args, **kwargs)
 
     def _retrying(self, kind: type[tenacity.BaseRetrying]) -> tenacity.BaseRetrying:
         wait: tenacity.wait.wait_base = tenacity.wait_exponential(

@@ -60,7 +60,7 @@ async def _enter_async(stack: contextlib.AsyncExitStack, make: Callable[[], Any]
     return await stack.enter_async_context(manager)
 
 
-class Scoped(providers.Provider):  # type: ignore[misc]
+class Scoped(providers.Provider[Any]):
     """A provider whose value lives for one request scope.
 
     ``factory`` is a generator function (code after ``yield`` runs when the scope
@@ -85,7 +85,8 @@ class Scoped(providers.Provider):  # type: ignore[misc]
         self._inner = providers.Callable(wrapped, *args, **kwargs)
         super().__init__()
 
-    def __deepcopy__(self, memo: dict[int, Any]) -> Scoped:
+    def __deepcopy__(self, memo: dict[Any, Any] | None = None) -> Scoped:
+        memo = {} if memo is None else memo
         copied = memo.get(id(self))
         if copied is not None:
             return copied  # type: ignore[no-any-return]
@@ -99,7 +100,7 @@ class Scoped(providers.Provider):  # type: ignore[misc]
         return copied
 
     @property
-    def related(self) -> Iterator[providers.Provider]:
+    def related(self) -> Iterator[providers.Provider[Any]]:
         """The providers this one depends on (for validation and the graph)."""
         yield from self._inner.related
         yield from super().related

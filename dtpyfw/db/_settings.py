@@ -89,7 +89,9 @@ class DatabaseSettings(_Connection):
     pool_size: int = Field(default=5, ge=1, description="connections kept open (postgresql)")
     max_overflow: int = Field(default=10, ge=0, description="extra connections under load")
     pool_timeout: float = Field(default=30.0, gt=0, description="seconds to wait for a connection")
-    pool_recycle: int = Field(default=1800, ge=-1, description="seconds before a connection is renewed")
+    pool_recycle: int = Field(
+        default=1800, ge=-1, description="seconds before a connection is renewed"
+    )
     pool_pre_ping: bool = Field(default=True, description="test connections on checkout")
     echo: bool = Field(default=False, description="log every SQL statement")
     statement_timeout: float | None = Field(

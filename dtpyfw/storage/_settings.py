@@ -37,14 +37,18 @@ class _Store(BaseModel):
 class LocalStoreSettings(_Store):
     """Objects as files under ``root``; writes are atomic (temp file + rename)."""
 
-    backend: Literal["local"] = "local"
+    backend: Literal["local"] = Field(
+        default="local", description="which implementation stores the objects"
+    )
     root: Path = Field(default=Path(".var/storage"), description="directory holding the objects")
 
 
 class MemoryStoreSettings(_Store):
     """Objects in process memory: for tests and throwaway runs."""
 
-    backend: Literal["memory"] = "memory"
+    backend: Literal["memory"] = Field(
+        default="memory", description="which implementation stores the objects"
+    )
 
 
 def _backend_of(value: Any) -> str:
@@ -70,11 +74,11 @@ class _Stores(BaseModel):
     )
 
 
-class LocalStorageSettings(LocalStoreSettings, _Stores):
+class LocalStorageSettings(_Stores, LocalStoreSettings):
     """The ``storage`` section on local disk (the embedded default)."""
 
 
-class MemoryStorageSettings(MemoryStoreSettings, _Stores):
+class MemoryStorageSettings(_Stores, MemoryStoreSettings):
     """The ``storage`` section in memory."""
 
 

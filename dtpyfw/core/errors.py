@@ -123,8 +123,12 @@ class ScopeError(ContainerError):
     """A request-scoped provider was resolved outside ``container.scope()``."""
 
 
-class WiringError(ContainerError):
-    """An ``@inject`` function ran although its module was never wired."""
+class WiringError(ContainerError, AttributeError):
+    """An ``@inject`` function ran although its module was never wired.
+
+    Also an ``AttributeError`` (it is raised from attribute access on the marker),
+    so ``getattr(marker, name, default)`` and ``hasattr`` keep their meaning.
+    """
 
 
 class DependencyMissing(DtpyfwError, ImportError):

@@ -9,6 +9,7 @@ from typing import TypeVar
 
 import tenacity
 from pydantic import BaseModel, ConfigDict, Field
+from pydantic.json_schema import SkipJsonSchema
 
 T = TypeVar("T")
 
@@ -27,7 +28,10 @@ class RetryPolicy(BaseModel):
     max_delay: float = Field(default=5.0, ge=0, description="cap on one backoff sleep, seconds")
     multiplier: float = Field(default=2.0, ge=1, description="growth of the delay per retry")
     jitter: float = Field(default=0.1, ge=0, description="random extra seconds, 0..jitter")
-    retry_on: tuple[type[BaseException], ...] = Field(default=(Exception,), exclude=True)
+    # Code decides which exceptions are transient; files and schemas never see this field.
+    retry_on: SkipJsonSchema[tuple[type[BaseException], ...]] = Field(
+        default=(Exception,), exclude=True
+    )
 
     def delay_for(self, retry_number: int) -> float:
         """Backoff before retry number ``retry_number`` (1-based), without jitter."""

@@ -42,7 +42,9 @@ def test_empty_section_enables_embedded_default(tmp_path: Path) -> None:
 
 def test_precedence_yaml_dotenv_environment_overrides(tmp_path: Path) -> None:
     """defaults < YAML < .env < environment < overrides, key by key."""
-    config = write(tmp_path, "db:\n  pool_size: 1\n  max_overflow: 1\n  pool_timeout: 1\n  echo: false\n")
+    config = write(
+        tmp_path, "db:\n  pool_size: 1\n  max_overflow: 1\n  pool_timeout: 1\n  echo: false\n"
+    )
     dotenv = write(tmp_path, "DTPYFW_DB__MAX_OVERFLOW=2\nDTPYFW_DB__POOL_TIMEOUT=2\n", ".env")
     env = {"DTPYFW_DB__POOL_TIMEOUT": "3", "DTPYFW_DB__ECHO": "true"}
     settings = load_settings(config, env=env, env_file=dotenv, overrides={"db.echo": False})
@@ -78,8 +80,9 @@ def test_environment_json_values_for_complex_fields() -> None:
 
 def test_unrelated_prefixed_environment_is_ignored() -> None:
     """Variables such as DTPYFW_TEST_POSTGRES_URL are not settings and are not errors."""
-    settings = load_settings(env={"DTPYFW_TEST_POSTGRES_URL": "x", "DTPYFW_CONFIG_FILEX": "y"},
-                             env_file=None)
+    settings = load_settings(
+        env={"DTPYFW_TEST_POSTGRES_URL": "x", "DTPYFW_CONFIG_FILEX": "y"}, env_file=None
+    )
     assert settings.db is None
 
 
@@ -240,12 +243,18 @@ def test_subclassed_settings_add_sections(tmp_path: Path) -> None:
     settings = load_settings(config, env=NO_ENV, env_file=None, settings_class=MySettings)
     assert settings.billing.currency == "USD"
     with pytest.raises(ConfigError) as exc:
-        load_settings(write(tmp_path, "billing:\n  curency: USD\n", "b.yaml"), env=NO_ENV,
-                      env_file=None, settings_class=MySettings)
+        load_settings(
+            write(tmp_path, "billing:\n  curency: USD\n", "b.yaml"),
+            env=NO_ENV,
+            env_file=None,
+            settings_class=MySettings,
+        )
     assert "billing.curency: unknown key 'curency' (did you mean 'currency'?)" in problems(exc)[0]
 
 
-def test_plain_settings_constructor_still_reads_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_plain_settings_constructor_still_reads_environment(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     """Settings() without load_settings behaves like any pydantic-settings model."""
     monkeypatch.setenv("DTPYFW_SERVICE__NAME", "from-env")
     assert Settings().service.name == "from-env"

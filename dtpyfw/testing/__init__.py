@@ -1,0 +1,13 @@
+"""Test helpers: settings, containers and real backing services for integration tests."""
+
+from dtpyfw.testing._launchers import BackendUnavailable, ServiceHandle, find_postgres, find_redis
+from dtpyfw.testing._settings import closing_container, embedded_settings
+
+__all__ = [
+    "BackendUnavailable",
+    "ServiceHandle",
+    "closing_container",
+    "embedded_settings",
+    "find_postgres",
+    "find_redis",
+]

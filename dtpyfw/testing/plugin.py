@@ -1,0 +1,80 @@
+"""The dtpyfw pytest plugin (``pytest11`` entry point): container, override, logs, backends.
+
+Importing this module must stay cheap and need no optional extra: it loads for
+every pytest run of every project that installs dtpyfw.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import pytest
+
+from dtpyfw.testing._backends import (
+    postgres_dsn,
+    postgres_service,
+    postgres_url,
+    redis_service,
+    redis_test_db,
+    redis_url,
+)
+
+if TYPE_CHECKING:
+    from dtpyfw.config import Settings
+    from dtpyfw.container import ServiceContainerInstance
+
+__all__ = [
+    "capture_logs",
+    "dtpyfw_container",
+    "dtpyfw_settings",
+    "override",
+    "postgres_dsn",
+    "postgres_service",
+    "postgres_url",
+    "redis_service",
+    "redis_test_db",
+    "redis_url",
+]
+
+
+@pytest.fixture
+def dtpyfw_settings(tmp_path: Path) -> Settings:
+    """Embedded settings in a temporary directory: SQLite, memory storage and bus."""
+    from dtpyfw.testing._settings import embedded_settings
+
+    return embedded_settings(tmp_path)
+
+
+@pytest.fixture
+def dtpyfw_container(dtpyfw_settings: Settings) -> Iterator[ServiceContainerInstance]:
+    """A ServiceContainer built from ``dtpyfw_settings``; its resources close afterwards."""
+    from dtpyfw.testing._settings import closing_container
+
+    with closing_container(dtpyfw_settings) as container:
+        yield container
+
+
+@pytest.fixture
+def override(dtpyfw_container: ServiceContainerInstance) -> Iterator[Callable[..., Any]]:
+    """``override(storage=fake)`` on the test's container, undone when the test ends."""
+    handles: list[Any] = []
+
+    def apply(*args: Any, **values: Any) -> Any:
+        handle = dtpyfw_container.override(*args, **values)
+        handles.append(handle)
+        return handle
+
+    yield apply
+    for handle in reversed(handles):
+        handle.reset()
+
+
+@pytest.fixture
+def capture_logs() -> Iterator[list[dict[str, Any]]]:
+    """Records logged during the test, as the dicts the JSON formatter would emit."""
+    from dtpyfw.log import capture_logs as _capture
+
+    with _capture() as records:
+        yield records

@@ -1,0 +1,17 @@
+#!/usr/bin/env bash
+# The whole check, as CI runs it: install, lint, type-check, then every test.
+# Backing services (PostgreSQL, Redis) are started by the test harness itself
+# when none is running; this script only makes sure their binaries exist.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+scripts/bootstrap.sh test
+scripts/ensure-system-deps.sh
+echo "== ruff"
+.venv/bin/ruff check dtpyfw tests benchmarks examples
+.venv/bin/ruff format --check dtpyfw tests benchmarks examples
+echo "== mypy --strict dtpyfw"
+.venv/bin/mypy --strict dtpyfw
+echo "== pytest"
+# coverage starts before pytest so the plugin's early imports of dtpyfw are measured too
+.venv/bin/python -m coverage run -m pytest "$@"
+.venv/bin/python -m coverage report

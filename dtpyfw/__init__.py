@@ -4,11 +4,16 @@ Importing :mod:`dtpyfw` is cheap and needs no optional extra; subsystems import
 their third-party libraries when they are first used.
 """
 
-from importlib.metadata import PackageNotFoundError, version
-
-try:
-    __version__ = version("dtpyfw")
-except PackageNotFoundError:  # running from a source tree that was never installed
-    __version__ = "0.0.0"
-
 __all__ = ["__version__"]
+
+
+def __getattr__(name: str) -> str:
+    # importlib.metadata costs ~25 ms: read the version only when someone asks.
+    if name != "__version__":
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("dtpyfw")
+    except PackageNotFoundError:  # a source tree that was never installed
+        return "0.0.0"

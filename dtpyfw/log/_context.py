@@ -25,6 +25,8 @@ INJECTED_FIELDS: frozenset[str] = frozenset((*CONTEXT_FIELDS, "service", "versio
 RESERVED_ATTRS: frozenset[str] = (
     frozenset((*logging.makeLogRecord({}).__dict__, "message", "asctime", "taskName"))
     | INJECTED_FIELDS
+    # uvicorn attaches an ANSI-coloured copy of its message; it is not data.
+    | {"color_message"}
 )
 
 

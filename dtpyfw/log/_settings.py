@@ -5,11 +5,9 @@ from __future__ import annotations
 __all__ = ["FileLogSettings", "LogSettings", "ShippingSettings", "SyslogSettings"]
 
 import logging
-import logging.handlers
 from pathlib import Path
 from typing import Literal
 
-import httpx
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 
 
@@ -62,6 +60,8 @@ class SyslogSettings(BaseModel):
     @classmethod
     def _check_facility(cls, value: str) -> str:
         name = value.strip().lower()
+        import logging.handlers  # ~15 ms: paid only when syslog is configured
+
         known = logging.handlers.SysLogHandler.facility_names
         if name not in known:
             raise ValueError(f"unknown syslog facility {value!r}; known: {sorted(known)}")
@@ -108,6 +108,8 @@ class ShippingSettings(BaseModel):
     @field_validator("url")
     @classmethod
     def _check_url(cls, value: str) -> str:
+        import httpx  # only when shipping is configured: keeps settings imports cheap
+
         try:
             url = httpx.URL(value)
         except httpx.InvalidURL as exc:

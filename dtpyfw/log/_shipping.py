@@ -20,11 +20,13 @@ import threading
 import time
 import weakref
 from collections.abc import Mapping
-
-import httpx
+from typing import TYPE_CHECKING
 
 from dtpyfw.log._format import JsonFormatter
 from dtpyfw.log._settings import ShippingSettings
+
+if TYPE_CHECKING:
+    import httpx
 
 _logger = logging.getLogger("dtpyfw.log")
 
@@ -205,7 +207,12 @@ class HttpShippingHandler(logging.Handler):
 
     def _run(self) -> None:
         _WORKER_IDENTS.add(threading.get_ident())
-        client = self._client or httpx.Client()
+        if self._client is not None:
+            client = self._client
+        else:
+            import httpx  # on the worker thread: configuring logs must not pay for httpx
+
+            client = httpx.Client()
         try:
             while not self._abandon:
                 batch = self._next_batch()

@@ -291,3 +291,15 @@ def test_importing_the_package_configures_nothing() -> None:
         "assert root.level == logging.WARNING, root.level\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_uvicorn_color_message_is_not_an_extra_field() -> None:
+    """uvicorn's ANSI `color_message` copy never shows up as a field in our output."""
+    from dtpyfw.log import capture_logs
+
+    with capture_logs() as records:
+        logging.getLogger("uvicorn.error").info(
+            "Uvicorn running on %s", "x", extra={"color_message": "\x1b[1m%s\x1b[0m"}
+        )
+    assert records
+    assert "color_message" not in records[-1]

@@ -82,20 +82,6 @@ def test_schema_is_json_schema_of_settings() -> None:
     }
 
 
-def test_health_ok_for_embedded_and_failing_for_a_closed_port(tmp_path: Path) -> None:
-    """health exits 0 when every backend answers and 1 when one does not."""
-    good = tmp_path / "good.yaml"
-    good.write_text(f"db:\n  name: {tmp_path / 'x.sqlite3'}\nstorage:\n  backend: memory\n")
-    code, out = run("health", str(good))
-    assert code == 0, out
-    assert out.splitlines()[0].startswith("ok   db")
-    bad = tmp_path / "bad.yaml"
-    bad.write_text("redis:\n  port: 1\n  connect_timeout: 0.2\n  retries: 0\n")
-    code, out = run("health", "--timeout", "2", str(bad))
-    assert code == 1
-    assert out.startswith("FAIL redis")
-
-
 def test_graph_mermaid(tmp_path: Path) -> None:
     """graph --format mermaid prints a flowchart of the configured providers."""
     config = tmp_path / "c.yaml"

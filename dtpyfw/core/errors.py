@@ -13,7 +13,8 @@ Third-party exceptions are chained (``raise ... from exc``), never swallowed::
     ├── DependencyMissing      an optional extra is not installed (also ImportError)
     ├── HttpError              a downstream HTTP call failed
     ├── DatabaseError          SQLAlchemy / driver failures
-    │   └── IntegrityError     a constraint was violated
+    │   ├── IntegrityError     a constraint was violated
+    │   └── FilterError        a filter/sort/cursor from user input is not allowed
     ├── StorageError           object storage failures
     │   ├── ObjectNotFound
     │   ├── AccessDenied
@@ -36,6 +37,7 @@ __all__ = [
     "DatabaseError",
     "DependencyMissing",
     "DtpyfwError",
+    "FilterError",
     "HandlerNotFound",
     "HttpError",
     "IntegrityError",
@@ -154,6 +156,13 @@ class IntegrityError(DatabaseError):
 
     http_status = 409
     problem_type = "conflict"
+
+
+class FilterError(DatabaseError):
+    """A filter, sort or cursor built from user input names something not declared."""
+
+    http_status = 400
+    problem_type = "invalid-filter"
 
 
 class StorageError(DtpyfwError):

@@ -14,7 +14,7 @@ test:
 	scripts/test.sh
 
 bench:
-	scripts/bootstrap.sh test
+	scripts/bootstrap.sh bench
 	scripts/ensure-system-deps.sh
 	@for b in benchmarks/bench_*.py; do echo "== $$b"; .venv/bin/python $$b || exit 1; done
 

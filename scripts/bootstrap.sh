@@ -2,6 +2,7 @@
 # Install Poetry (in its own virtualenv) and the project's dependencies.
 #   scripts/bootstrap.sh run    -> what `make run` needs (api + db extras)
 #   scripts/bootstrap.sh test   -> every extra and the dev group
+#   scripts/bootstrap.sh bench  -> the same plus the peers benchmarks compare against
 set -euo pipefail
 cd "$(dirname "$0")/.."
 profile="${1:-test}"
@@ -52,6 +53,7 @@ fi
 case "$profile" in
   run)  "$poetry" install -q --extras "api db" ;;
   test) "$poetry" install -q --all-extras --with dev ;;
-  *) echo "bootstrap: unknown profile $profile (run|test)" >&2; exit 2 ;;
+  bench) "$poetry" install -q --all-extras --with dev,bench ;;
+  *) echo "bootstrap: unknown profile $profile (run|test|bench)" >&2; exit 2 ;;
 esac
 echo "bootstrap: ready ($(.venv/bin/python --version), $("$poetry" --version))"

@@ -11,6 +11,7 @@ from dtpyfw.core._extras import require
 if TYPE_CHECKING:
     from fastapi import APIRouter, FastAPI
 
+    from dtpyfw.api._settings import ApiSettings
     from dtpyfw.container import ServiceContainerInstance
 
 
@@ -22,6 +23,7 @@ def create_app(
     wire_packages: Iterable[str] = (),
     configure_logs: bool = True,
     lifespan: Callable[[FastAPI], contextlib.AbstractAsyncContextManager[Any]] | None = None,
+    api: ApiSettings | None = None,
     **fastapi_options: Any,
 ) -> FastAPI:
     """Build the app. On startup: validate, configure logging, init resources, wire.
@@ -31,13 +33,22 @@ def create_app(
     Every request gets a request id and a request scope (``container.ascope()``)
     that commits when the response is below 400; errors become RFC 9457 problem
     details; ``/livez`` and ``/readyz`` are added.
+
+    ``api`` (default: the settings' ``api`` section if the service's Settings
+    has one, else ``ApiSettings()``) adds, outermost first: ``Server-Timing``,
+    CORS (only when origins are listed), gzip, then an app-wide rate limit
+    when ``api.rate_limit.limit`` is set.
     """
     fastapi = require("fastapi", "api")
     from dtpyfw.api._health import health_router
-    from dtpyfw.api._middleware import RequestContextMiddleware
     from dtpyfw.api._problems import install_problem_handlers
+    from dtpyfw.api._ratelimit import app_rate_limit
+    from dtpyfw.api._settings import ApiSettings
 
     settings = container.settings()
+    if api is None:
+        section = getattr(settings, "api", None)
+        api = section if isinstance(section, ApiSettings) else ApiSettings()
     modules, packages = list(wire_modules), list(wire_packages)
 
     @contextlib.asynccontextmanager
@@ -51,6 +62,7 @@ def create_app(
             )
         try:
             async with _container_running(container, modules, packages, lifespan, app):
+                await _start_rate_limiting(app, container, api)
                 yield
         finally:
             if configure_logs:
@@ -60,14 +72,62 @@ def create_app(
 
     fastapi_options.setdefault("title", settings.service.name)
     fastapi_options.setdefault("version", settings.service.version)
+    if api.rate_limit.limit is not None:
+        fastapi_options["dependencies"] = [
+            *fastapi_options.get("dependencies", ()),
+            fastapi.Depends(app_rate_limit(api.rate_limit)),
+        ]
     app: FastAPI = fastapi.FastAPI(lifespan=run_container, **fastapi_options)
     app.state.container = container
+    app.state.api_settings = api
     install_problem_handlers(app)
-    app.add_middleware(RequestContextMiddleware, container=container)
+    _add_middleware(app, container, api)
     app.include_router(health_router(container))
     for router in routers:
         app.include_router(router)
     return app
+
+
+def _add_middleware(app: FastAPI, container: ServiceContainerInstance, api: ApiSettings) -> None:
+    """Innermost first: Starlette runs the last one added outermost."""
+    from dtpyfw.api._middleware import RequestContextMiddleware, ServerTimingMiddleware
+
+    app.add_middleware(RequestContextMiddleware, container=container)
+    if api.gzip_minimum_size is not None:
+        from starlette.middleware.gzip import GZipMiddleware
+
+        app.add_middleware(GZipMiddleware, minimum_size=api.gzip_minimum_size)
+    if api.cors.enabled:
+        from starlette.middleware.cors import CORSMiddleware
+
+        cors = api.cors
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=cors.allow_origins,
+            allow_credentials=cors.allow_credentials,
+            allow_methods=cors.allow_methods,
+            allow_headers=cors.allow_headers,
+            expose_headers=cors.expose_headers,
+            max_age=cors.max_age,
+        )
+    if api.server_timing:
+        app.add_middleware(ServerTimingMiddleware)
+
+
+async def _start_rate_limiting(
+    app: FastAPI, container: ServiceContainerInstance, api: ApiSettings
+) -> None:
+    """The counters' store, chosen by settings (Redis through the container's redis section)."""
+    from dtpyfw.api._ratelimit import MemoryRateLimitStore, RedisRateLimitStore
+
+    settings = api.rate_limit
+    app.state.rate_limit_algorithm = settings.algorithm
+    if settings.backend == "redis":
+        redis_provider: Any = container.redis
+        client = await redis_provider.async_client()
+        app.state.rate_limit_store = RedisRateLimitStore(client, prefix=settings.prefix)
+    else:
+        app.state.rate_limit_store = MemoryRateLimitStore()
 
 
 @contextlib.asynccontextmanager

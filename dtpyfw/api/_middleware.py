@@ -6,6 +6,7 @@ import contextlib
 import logging
 import re
 import secrets
+import time
 from typing import TYPE_CHECKING, Any
 
 from dtpyfw.core.context import (
@@ -174,3 +175,34 @@ def _headers(scope: Scope) -> dict[str, str]:
 
 def _safe(value: Any) -> str | None:
     return value if isinstance(value, str) and _SAFE_ID.match(value) else None
+
+
+class ServerTimingMiddleware:
+    """Pure ASGI middleware adding ``Server-Timing: app;dur=<ms>`` to every HTTP response.
+
+    The duration runs from the request's arrival here to the start of the
+    response (headers cannot wait for a streamed body). Installed outermost by
+    ``create_app``, so it covers every other middleware, the request scope's
+    commit included.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+
+        async def timed_send(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                elapsed = (time.perf_counter() - started) * 1000
+                headers = [
+                    *message.get("headers", []),
+                    (b"server-timing", b"app;dur=%.2f" % elapsed),
+                ]
+                message = {**message, "headers": headers}
+            await send(message)
+
+        await self.app(scope, receive, timed_send)

@@ -33,13 +33,24 @@ def problem(
 
 
 def problem_for(exc: Exception) -> JSONResponse:
-    """The problem response for ``exc``; server-side failures are logged, not shown."""
+    """The problem response for ``exc``; server-side failures are logged, not shown.
+
+    Headers an error carries in ``http_headers`` (``WWW-Authenticate``,
+    ``Retry-After``) go out with it; a 401 always has a ``WWW-Authenticate``
+    challenge (RFC 9110 11.6.1), ``Bearer`` when the error named none.
+    """
     if isinstance(exc, DtpyfwError):
         status = exc.http_status
         if status >= 500:
             _log.error("request failed: %s", type(exc).__name__, exc_info=exc)
             return problem(status, _title(status), slug=exc.problem_type)
-        return problem(status, _title(status), slug=exc.problem_type, detail=str(exc))
+        response = problem(status, _title(status), slug=exc.problem_type, detail=str(exc))
+        headers = getattr(exc, "http_headers", None)
+        if isinstance(headers, dict):
+            response.headers.update(headers)
+        if status == 401 and "www-authenticate" not in response.headers:
+            response.headers["WWW-Authenticate"] = _bearer_challenge(exc)
+        return response
     _log.error("unhandled error: %s", type(exc).__name__, exc_info=exc)
     return problem(500, "Internal Server Error", slug="internal-error")
 
@@ -86,6 +97,11 @@ def install_problem_handlers(app: FastAPI) -> None:
     app.add_exception_handler(RequestValidationError, on_validation_error)
     app.add_exception_handler(HTTPException, on_http_error)
     app.add_exception_handler(Exception, on_crash)
+
+
+def _bearer_challenge(exc: DtpyfwError) -> str:
+    error = getattr(exc, "oauth_error", None)
+    return f'Bearer error="{error}"' if isinstance(error, str) else "Bearer"
 
 
 def _title(status: int) -> str:

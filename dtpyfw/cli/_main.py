@@ -11,6 +11,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
+from dtpyfw.cli._consume import register as register_consume
+from dtpyfw.cli._db import register as register_db
+from dtpyfw.cli._worker import register as register_worker
 from dtpyfw.core.errors import ConfigError, DtpyfwError
 
 if TYPE_CHECKING:
@@ -75,6 +78,10 @@ def _parser() -> argparse.ArgumentParser:
     graph.add_argument("file", type=Path)
     graph.add_argument("--format", choices=("text", "mermaid"), default="text")
     graph.set_defaults(handler=_graph)
+
+    register_db(commands)
+    register_consume(commands)
+    register_worker(commands)
     return parser
 
 

@@ -12,11 +12,15 @@ from pydantic import BaseModel, ConfigDict, Field
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from dtpyfw.db._settings import DatabaseSettings
+from dtpyfw.ftp._settings import FtpSettings
 from dtpyfw.http._settings import HttpSettings
+from dtpyfw.kafka._settings import KafkaSettings
 from dtpyfw.log._settings import LogSettings
 from dtpyfw.messaging._settings import MessagingSettings
 from dtpyfw.redis._settings import RedisSettings
+from dtpyfw.security._settings import SecuritySettings
 from dtpyfw.storage._settings import StorageSettings
+from dtpyfw.worker._settings import WorkerSettings
 
 # While load_settings validates the layers it merged itself, pydantic-settings must
 # not read the environment a second time behind its back.
@@ -55,6 +59,12 @@ class Settings(BaseSettings):
     storage: StorageSettings | None = Field(default=None, description="object storage")
     messaging: MessagingSettings | None = Field(default=None, description="events and commands")
     redis: RedisSettings | None = Field(default=None, description="Redis client")
+    kafka: KafkaSettings | None = Field(default=None, description="Kafka clients")
+    ftp: FtpSettings | None = Field(default=None, description="FTP / FTPS client")
+    security: SecuritySettings | None = Field(
+        default=None, description="passwords, tokens and API keys"
+    )
+    worker: WorkerSettings | None = Field(default=None, description="background tasks")
 
     @classmethod
     def settings_customise_sources(

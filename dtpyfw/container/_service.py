@@ -22,10 +22,14 @@ from dtpyfw.core.errors import ContainerError, NotConfigured, ValidationFailed
 from dtpyfw.core.health import HealthReport, HealthResult
 from dtpyfw.core.scope import Scope, ascope, scope
 from dtpyfw.db._container import DatabaseContainer
+from dtpyfw.ftp._container import FtpContainer
 from dtpyfw.http._container import HttpContainer
+from dtpyfw.kafka._container import KafkaContainer
 from dtpyfw.messaging._container import MessagingContainer
 from dtpyfw.redis._container import RedisContainer
+from dtpyfw.security._container import SecurityContainer
 from dtpyfw.storage._container import StorageContainer
+from dtpyfw.worker._container import WorkerContainer
 
 #: What ``override(storage=...)`` means when it names a whole subsystem.
 PRIMARY_PROVIDER = {
@@ -33,7 +37,11 @@ PRIMARY_PROVIDER = {
     "storage": "store",
     "messaging": "bus",
     "redis": "client",
+    "kafka": "producer",
+    "ftp": "client",
     "http": "clients",
+    "security": "token_service",
+    "worker": "queue",
 }
 DEFAULT_HEALTH_TIMEOUT = 2.0
 
@@ -282,8 +290,23 @@ class ServiceContainer(containers.DeclarativeContainer):
     http = providers.Container(HttpContainer, settings=settings.provided.http)
     db = providers.Container(DatabaseContainer, settings=settings.provided.db)
     storage = providers.Container(StorageContainer, settings=settings.provided.storage)
-    messaging = providers.Container(MessagingContainer, settings=settings.provided.messaging)
+    messaging = providers.Container(
+        MessagingContainer,
+        settings=settings.provided.messaging,
+        redis_settings=settings.provided.redis,
+        kafka_settings=settings.provided.kafka,
+    )
     redis = providers.Container(RedisContainer, settings=settings.provided.redis)
+    kafka = providers.Container(KafkaContainer, settings=settings.provided.kafka)
+    ftp = providers.Container(FtpContainer, settings=settings.provided.ftp)
+    security = providers.Container(
+        SecurityContainer,
+        settings=settings.provided.security,
+        redis_settings=settings.provided.redis,
+    )
+    worker = providers.Container(
+        WorkerContainer, settings=settings.provided.worker, redis_settings=settings.provided.redis
+    )
 
     @classmethod
     def from_settings(cls, settings: Settings) -> ServiceContainerInstance:

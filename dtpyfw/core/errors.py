@@ -14,6 +14,7 @@ Third-party exceptions are chained (``raise ... from exc``), never swallowed::
     ├── HttpError              a downstream HTTP call failed
     ├── DatabaseError          SQLAlchemy / driver failures
     │   ├── IntegrityError     a constraint was violated
+    │   ├── StaleVersionError  optimistic locking lost a race (dtpyfw.db, 409)
     │   └── FilterError        a filter/sort/cursor from user input is not allowed
     ├── StorageError           object storage failures
     │   ├── ObjectNotFound
@@ -23,7 +24,15 @@ Third-party exceptions are chained (``raise ... from exc``), never swallowed::
     │   └── StorageUnavailable
     ├── MessagingError         publish / consume failures
     │   └── HandlerNotFound
-    └── CacheError             Redis client failures
+    ├── CacheError             Redis client failures
+    ├── FtpError               dtpyfw.ftp: FtpAuthError, FtpConnectionError, FtpTlsError,
+    │                          FtpNotFound, FtpIntegrityError, FtpPoolTimeout, InvalidPath
+    ├── WorkerError            dtpyfw.worker: TaskNotFound, InvalidTaskArguments,
+    │                          TaskFailed, TaskCancelled, ResultTimeout, time limits
+    └── SecurityError          dtpyfw.security: PasswordError, TokenError (401) ->
+                               TokenExpired, TokenNotYetValid, InvalidAudience,
+                               InvalidIssuer, InvalidSignature, MalformedToken,
+                               TokenRevoked; AuthenticationError; PermissionDenied (403)
 """
 
 from __future__ import annotations

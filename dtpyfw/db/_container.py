@@ -10,7 +10,9 @@ Resource was initialised). A replica Resource provides None when
 ``session`` / ``async_session`` are request-scoped (:class:`~dtpyfw.core.scope.Scoped`):
 one session per ``container.scope()`` / ``container.ascope()``, committed when
 the scope ends normally, rolled back when it ends with an exception, always
-closed. ``health_check`` pings when resolved and raises
+closed. ``read_session`` / ``async_read_session`` are their read-only
+counterparts: another session per scope, on the replica when one is
+configured (on the primary otherwise). ``health_check`` pings when resolved and raises
 :class:`~dtpyfw.core.errors.DatabaseError` on failure; ``ahealth_check``
 returns an awaitable that does the same.
 """
@@ -82,13 +84,36 @@ async def _async_replica_engine(settings: DatabaseSettings) -> AsyncIterator[Asy
 
 def _session(database: Database) -> Iterator[Session]:
     """One session for the request scope; the scope's exception rolls it back."""
-    with database.session() as session:
+    # Database.session()'s own steps, without a context manager inside the generator.
+    session = database._open(False)
+    try:
         yield session
+    except BaseException as exc:
+        database._end(session, exc)
+        raise
+    database._end(session, None)
 
 
 async def _async_session(database: AsyncDatabase) -> AsyncIterator[AsyncSession]:
     """Async twin of :func:`_session`."""
-    async with database.session() as session:
+    session = database._open(False)
+    try:
+        yield session
+    except BaseException as exc:
+        await database._end(session, exc)
+        raise
+    await database._end(session, None)
+
+
+def _read_session(database: Database) -> Iterator[Session]:
+    """One replica session for the request scope (the primary without a replica)."""
+    with database.session(readonly=True) as session:
+        yield session
+
+
+async def _async_read_session(database: AsyncDatabase) -> AsyncIterator[AsyncSession]:
+    """Async twin of :func:`_read_session`."""
+    async with database.session(readonly=True) as session:
         yield session
 
 
@@ -119,6 +144,8 @@ class DatabaseContainer(containers.DeclarativeContainer):
 
     session = Scoped(_session, database)
     async_session = Scoped(_async_session, async_database)
+    read_session = Scoped(_read_session, database)
+    async_read_session = Scoped(_async_read_session, async_database)
 
     health_check = providers.Callable(_health_check, database, settings)
     ahealth_check = providers.Callable(_ahealth_check, async_database, settings)

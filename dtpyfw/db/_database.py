@@ -23,7 +23,7 @@ import asyncio
 import contextlib
 import logging
 import threading
-from collections.abc import AsyncIterator, Iterator
+from types import TracebackType
 from typing import TYPE_CHECKING, Generic, NoReturn, TypeVar
 
 from dtpyfw.core.errors import DatabaseError
@@ -31,8 +31,8 @@ from dtpyfw.db._errors import translate_error
 
 if TYPE_CHECKING:
     from sqlalchemy.engine import Engine
-    from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
-    from sqlalchemy.orm import Session, sessionmaker
+    from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
+    from sqlalchemy.orm import Session
 
 _EngineT = TypeVar("_EngineT", "Engine", "AsyncEngine")
 
@@ -95,25 +95,43 @@ class Database(_DatabaseBase["Engine"]):
 
     def __init__(self, engine: Engine, replica_engine: Engine | None = None) -> None:
         super().__init__(engine, replica_engine)
-        from sqlalchemy.orm import sessionmaker
+        from sqlalchemy.orm import Session
 
-        self._sessions: sessionmaker[Session] = sessionmaker(expire_on_commit=False)
+        self._session_class = Session
 
-    @contextlib.contextmanager
-    def session(self, readonly: bool = False) -> Iterator[Session]:
+    def session(self, readonly: bool = False) -> contextlib.AbstractContextManager[Session]:
         """A session that commits on success, rolls back on an exception, and always closes."""
-        session = self._sessions(bind=self._engine_for(readonly=readonly))
+        return _SessionBlock(self, self._open(readonly))
+
+    def _open(self, readonly: bool) -> Session:
+        return self._session_class(bind=self._engine_for(readonly=readonly), expire_on_commit=False)
+
+    def _end(self, session: Session, exc: BaseException | None) -> None:
+        """Commit (``exc`` None) or roll back, then close; raise the translated failure.
+
+        Returns normally when ``exc`` is not translated: the caller lets it propagate.
+        """
         try:
-            yield session
-            session.commit()
-        except BaseException as exc:
-            try:
-                session.rollback()
-            except Exception:
-                _log.warning("database rollback failed", exc_info=True)
-            self._raise_translated(exc)
+            if exc is None:
+                try:
+                    session.commit()
+                except BaseException as error:
+                    self._rollback(session)
+                    self._raise_translated(error)
+            else:
+                self._rollback(session)
+                translated = translate_error(exc)
+                if translated is not exc:
+                    raise translated from exc
         finally:
             session.close()
+
+    @staticmethod
+    def _rollback(session: Session) -> None:
+        try:
+            session.rollback()
+        except Exception:
+            _log.warning("database rollback failed", exc_info=True)
 
     def ping(self, timeout: float) -> None:
         """Run ``SELECT 1`` on every engine within ``timeout`` seconds, or raise DatabaseError.
@@ -149,27 +167,42 @@ class AsyncDatabase(_DatabaseBase["AsyncEngine"]):
 
     def __init__(self, engine: AsyncEngine, replica_engine: AsyncEngine | None = None) -> None:
         super().__init__(engine, replica_engine)
-        from sqlalchemy.ext.asyncio import async_sessionmaker
+        from sqlalchemy.ext.asyncio import AsyncSession
 
-        self._sessions: async_sessionmaker[AsyncSession] = async_sessionmaker(
-            expire_on_commit=False
-        )
+        self._session_class = AsyncSession
 
-    @contextlib.asynccontextmanager
-    async def session(self, readonly: bool = False) -> AsyncIterator[AsyncSession]:
+    def session(
+        self, readonly: bool = False
+    ) -> contextlib.AbstractAsyncContextManager[AsyncSession]:
         """A session that commits on success, rolls back on an exception, and always closes."""
-        session = self._sessions(bind=self._engine_for(readonly=readonly))
+        return _AsyncSessionBlock(self, self._open(readonly))
+
+    def _open(self, readonly: bool) -> AsyncSession:
+        return self._session_class(bind=self._engine_for(readonly=readonly), expire_on_commit=False)
+
+    async def _end(self, session: AsyncSession, exc: BaseException | None) -> None:
+        """Async twin of :meth:`Database._end`."""
         try:
-            yield session
-            await session.commit()
-        except BaseException as exc:
-            try:
-                await session.rollback()
-            except Exception:
-                _log.warning("database rollback failed", exc_info=True)
-            self._raise_translated(exc)
+            if exc is None:
+                try:
+                    await session.commit()
+                except BaseException as error:
+                    await self._rollback(session)
+                    self._raise_translated(error)
+            else:
+                await self._rollback(session)
+                translated = translate_error(exc)
+                if translated is not exc:
+                    raise translated from exc
         finally:
             await session.close()
+
+    @staticmethod
+    async def _rollback(session: AsyncSession) -> None:
+        try:
+            await session.rollback()
+        except Exception:
+            _log.warning("database rollback failed", exc_info=True)
 
     async def aping(self, timeout: float) -> None:
         """Run ``SELECT 1`` on every engine within ``timeout`` seconds, or raise DatabaseError."""
@@ -185,6 +218,46 @@ class AsyncDatabase(_DatabaseBase["AsyncEngine"]):
             raise self._ping_timed_out(role, timeout) from exc
         except Exception as exc:
             raise self._ping_failed(role, exc) from exc
+
+
+class _SessionBlock:
+    """``with database.session() as session``: one session, ended by ``Database._end``.
+
+    A class rather than ``@contextmanager``: sessions are opened once per request,
+    and the generator machinery would cost more than the rest of the block.
+    """
+
+    __slots__ = ("_database", "_session")
+
+    def __init__(self, database: Database, session: Session) -> None:
+        self._database = database
+        self._session = session
+
+    def __enter__(self) -> Session:
+        return self._session
+
+    def __exit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self._database._end(self._session, exc)
+
+
+class _AsyncSessionBlock:
+    """Async twin of :class:`_SessionBlock`."""
+
+    __slots__ = ("_database", "_session")
+
+    def __init__(self, database: AsyncDatabase, session: AsyncSession) -> None:
+        self._database = database
+        self._session = session
+
+    async def __aenter__(self) -> AsyncSession:
+        return self._session
+
+    async def __aexit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self._database._end(self._session, exc)
 
 
 def create_all(database: Database) -> None:

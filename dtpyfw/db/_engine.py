@@ -3,16 +3,18 @@
 The sync and async engines of one settings object talk to the same database
 with the same options:
 
-* postgresql (psycopg 3, sync and async): the pool options, and
-  ``statement_timeout`` sent as a connection option so the server cancels
-  long statements;
+* postgresql (psycopg 3, sync and async): the pool options, the SSL options
+  (``sslmode``, ``sslrootcert``, ``sslcert``, ``sslkey``) as connection
+  parameters, and ``statement_timeout`` sent as a connection option so the
+  server cancels long statements;
 * sqlite (stdlib / aiosqlite): the database file's directory is created, and
   ``PRAGMA foreign_keys=ON`` runs on every new connection (SQLite leaves
   foreign keys unenforced otherwise). SQLAlchemy's default pool for SQLite is
   kept, so no pool option is passed.
 
 ``replica=True`` builds the engine of ``settings.replica`` instead, with the
-primary's pool and timeout options. The caller owns the engine and disposes it
+primary's pool and timeout options, and the primary's SSL options for those the
+replica leaves unset. The caller owns the engine and disposes it
 (``DatabaseContainer``'s Resources do).
 """
 
@@ -96,11 +98,14 @@ def _engine_options(
         pool_recycle=settings.pool_recycle,
         pool_pre_ping=settings.pool_pre_ping,
     )
+    connect_args: dict[str, Any] = (
+        settings.replica_ssl_options() if connection is settings.replica else settings.ssl_options()
+    )
     if settings.statement_timeout is not None:
         milliseconds = max(1, round(settings.statement_timeout * 1000))
-        options["connect_args"] = {
-            "options": _with_url_options(url, f"-c statement_timeout={milliseconds}")
-        }
+        connect_args["options"] = _with_url_options(url, f"-c statement_timeout={milliseconds}")
+    if connect_args:
+        options["connect_args"] = connect_args
     return options
 
 

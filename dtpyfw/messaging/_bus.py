@@ -16,10 +16,16 @@ While a handler runs, the message's ``correlation_id`` and the trace of its
 ``traceparent`` are bound in :mod:`dtpyfw.core.context`, so logs and the
 messages it publishes carry them on.
 
+With a :class:`~dtpyfw.messaging.TypeRegistry`, a handler receives
+``message.data`` validated into the model registered for the message's type;
+data that does not validate is dead-lettered at once, never retried.
+
 The bus builds messages and keeps subscriptions; a :class:`Transport` moves
 messages and owns delivery: when handlers run, retries, acknowledgement and
 dead letters. Both buses hand the transport a :class:`Consumer` (or
-:class:`AsyncConsumer`) to deliver to.
+:class:`AsyncConsumer`) to deliver to. The memory transport delivers inside
+``publish``; a broker transport (Redis, Kafka) stores the message and a
+:class:`~dtpyfw.messaging.Runner` delivers it from the broker's inboxes.
 """
 
 from __future__ import annotations
@@ -35,16 +41,21 @@ __all__ = [
 ]
 
 import asyncio
-import contextlib
+import importlib
 import inspect
 import itertools
 import threading
-from collections.abc import Awaitable, Callable, Iterator, Sequence
-from typing import Any, Protocol, TypeVar, runtime_checkable
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Sequence
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar, runtime_checkable
 
-from dtpyfw.core.context import bind_context, parse_traceparent
+from dtpyfw.core import context as _context
+from dtpyfw.core.context import parse_traceparent
 from dtpyfw.core.errors import HandlerNotFound, MessagingError
-from dtpyfw.messaging._message import Message
+from dtpyfw.messaging._broker import Inbox, Subscription
+from dtpyfw.messaging._message import Message, TypeRegistry
+
+if TYPE_CHECKING:
+    from dtpyfw.messaging._handlers import Handlers
 
 #: The consumer group of handlers subscribed without one.
 DEFAULT_GROUP = "default"
@@ -123,6 +134,18 @@ class Transport(Protocol):
         """Async twin of :meth:`ping`."""
         ...
 
+    def inboxes(self, subscriptions: Sequence[Subscription]) -> list[Inbox]:
+        """Readers of the broker for ``subscriptions``; empty when delivery is in process."""
+        ...
+
+    def close(self) -> None:
+        """Release connections (flush what is buffered); closing twice is harmless."""
+        ...
+
+    async def aclose(self) -> None:
+        """Async twin of :meth:`close`, for what was opened by the async methods."""
+        ...
+
 
 class MessageBus:
     """Publish events and send commands through ``transport``; handlers are plain functions.
@@ -130,10 +153,26 @@ class MessageBus:
     Messages are stamped with ``source`` and the current request context.
     """
 
-    def __init__(self, transport: Transport, *, source: str = DEFAULT_SOURCE) -> None:
+    def __init__(
+        self,
+        transport: Transport,
+        *,
+        source: str = DEFAULT_SOURCE,
+        registry: TypeRegistry | None = None,
+    ) -> None:
         self.transport = transport
         self.source = source
-        self._consumer = _SyncConsumer()
+        self.registry = registry
+        self._consumer = _SyncConsumer(registry)
+
+    @property
+    def consumer(self) -> Consumer:
+        """The subscriptions as transports and runners see them."""
+        return self._consumer
+
+    def subscriptions(self) -> list[Subscription]:
+        """What a runner reads: each (type, group) as events; each type's 1st group, commands."""
+        return self._consumer.subscriptions()
 
     def publish(self, type: str, data: Any = None, *, subject: str | None = None) -> Message:
         """Publish an event: every consumer group subscribed to ``type`` gets a copy."""
@@ -148,18 +187,24 @@ class MessageBus:
         return message
 
     def subscribe(
-        self, type: str, handler: Callable[[Message], None], *, group: str = DEFAULT_GROUP
+        self,
+        type: str,
+        handler: Callable[[Message], None] | str,
+        *,
+        group: str = DEFAULT_GROUP,
     ) -> None:
         """Run ``handler`` for messages of ``type`` delivered to ``group``.
 
+        ``handler`` is a function or its import path (``"my.module:function"``).
         An async handler is a TypeError here: subscribe it on AsyncMessageBus.
         """
-        if _is_async(handler):
+        function: Callable[[Message], None] = _resolve(handler)
+        if _is_async(function):
             raise TypeError(
-                f"handler {_name(handler)} is async; MessageBus runs plain functions only: "
+                f"handler {_name(function)} is async; MessageBus runs plain functions only: "
                 "subscribe it on AsyncMessageBus (the container's `async_bus`) instead"
             )
-        self._consumer.add(type, group, handler)
+        self._consumer.add(type, group, function)
 
     def handler(self, type: str, *, group: str = DEFAULT_GROUP) -> Callable[[_HandlerT], _HandlerT]:
         """Decorator form of :meth:`subscribe`; returns the function unchanged."""
@@ -170,6 +215,11 @@ class MessageBus:
 
         return register
 
+    def include(self, handlers: Handlers | Iterable[tuple[str, Handler | str, str]]) -> None:
+        """Subscribe every ``(type, handler, group)`` of a :class:`~dtpyfw.messaging.Handlers`."""
+        for type, handler, group in handlers:
+            self.subscribe(type, handler, group=group)  # type: ignore[arg-type]
+
 
 class AsyncMessageBus:
     """Async twin of :class:`MessageBus`: ``await bus.publish(...)``.
@@ -177,10 +227,26 @@ class AsyncMessageBus:
     Async handlers are awaited; plain ones run in a worker thread.
     """
 
-    def __init__(self, transport: Transport, *, source: str = DEFAULT_SOURCE) -> None:
+    def __init__(
+        self,
+        transport: Transport,
+        *,
+        source: str = DEFAULT_SOURCE,
+        registry: TypeRegistry | None = None,
+    ) -> None:
         self.transport = transport
         self.source = source
-        self._consumer = _AsyncConsumer()
+        self.registry = registry
+        self._consumer = _AsyncConsumer(registry)
+
+    @property
+    def consumer(self) -> AsyncConsumer:
+        """The subscriptions as transports and runners see them."""
+        return self._consumer
+
+    def subscriptions(self) -> list[Subscription]:
+        """See :meth:`MessageBus.subscriptions`."""
+        return self._consumer.subscriptions()
 
     async def publish(self, type: str, data: Any = None, *, subject: str | None = None) -> Message:
         """Publish an event: every consumer group subscribed to ``type`` gets a copy."""
@@ -194,9 +260,12 @@ class AsyncMessageBus:
         await self.transport.asend(message, self._consumer)
         return message
 
-    def subscribe(self, type: str, handler: Handler, *, group: str = DEFAULT_GROUP) -> None:
-        """Run ``handler`` (async or plain) for messages of ``type`` delivered to ``group``."""
-        self._consumer.add(type, group, handler)
+    def subscribe(self, type: str, handler: Handler | str, *, group: str = DEFAULT_GROUP) -> None:
+        """Run ``handler`` for messages of ``type`` delivered to ``group``.
+
+        ``handler`` is async or plain, or its import path (``"my.module:function"``).
+        """
+        self._consumer.add(type, group, _resolve(handler))
 
     def handler(self, type: str, *, group: str = DEFAULT_GROUP) -> Callable[[_HandlerT], _HandlerT]:
         """Decorator form of :meth:`subscribe`; returns the function unchanged."""
@@ -207,15 +276,21 @@ class AsyncMessageBus:
 
         return register
 
+    def include(self, handlers: Handlers | Iterable[tuple[str, Handler | str, str]]) -> None:
+        """Subscribe every ``(type, handler, group)`` of a :class:`~dtpyfw.messaging.Handlers`."""
+        for type, handler, group in handlers:
+            self.subscribe(type, handler, group=group)
+
 
 class _Subscriptions:
     """Who handles what: the routing both consumers share."""
 
-    def __init__(self) -> None:
+    def __init__(self, registry: TypeRegistry | None = None) -> None:
         # type -> group -> handlers, each dict in subscription order.
         self._handlers: dict[str, dict[str, list[Handler]]] = {}
         self._turns: dict[tuple[str, str], Iterator[int]] = {}
         self._lock = threading.Lock()
+        self.registry = registry
 
     def add(self, type: str, group: str, handler: Handler) -> None:
         if not isinstance(type, str) or not type:
@@ -241,20 +316,46 @@ class _Subscriptions:
             )
         return groups[0]
 
-    def next_handler(self, type: str, group: str) -> Handler:
+    def subscriptions(self) -> list[Subscription]:
         with self._lock:
-            handlers = self._handlers.get(type, {}).get(group)
-            if not handlers:
-                raise HandlerNotFound(f"no handler for {type!r} in consumer group {group!r}")
+            found = [
+                Subscription(type, group, command=False)
+                for type, groups in self._handlers.items()
+                for group in groups
+            ]
+            found += [
+                Subscription(type, next(iter(groups)), command=True)
+                for type, groups in self._handlers.items()
+                if groups
+            ]
+        return found
+
+    def typed(self, message: Message) -> Message:
+        """``message`` with its data validated into the registered model, if any."""
+        registry = self.registry
+        if registry is None or message.type not in registry:
+            return message
+        return message.model_copy(update={"data": registry.decode(message)})
+
+    def next_handler(self, type: str, group: str) -> Handler:
+        # Reading needs no lock: subscriptions only grow, and dict reads are atomic.
+        groups = self._handlers.get(type)
+        handlers = groups.get(group) if groups is not None else None
+        if not handlers:
+            raise HandlerNotFound(f"no handler for {type!r} in consumer group {group!r}")
+        if len(handlers) == 1:
+            return handlers[0]
+        with self._lock:
             return handlers[next(self._turns[type, group]) % len(handlers)]
 
 
 class _SyncConsumer(_Subscriptions):
     def handle(self, message: Message, group: str) -> None:
         handler = self.next_handler(message.type, group)
+        message = self.typed(message)
         with _message_context(message):
             result = handler(message)
-        if inspect.isawaitable(result):
+        if result is not None and inspect.isawaitable(result):
             if inspect.iscoroutine(result):
                 result.close()  # never awaited: close it so Python does not warn
             raise MessagingError(
@@ -266,6 +367,7 @@ class _SyncConsumer(_Subscriptions):
 class _AsyncConsumer(_Subscriptions):
     async def handle(self, message: Message, group: str) -> None:
         handler = self.next_handler(message.type, group)
+        message = self.typed(message)
         with _message_context(message):
             if _is_async(handler):
                 await handler(message)  # type: ignore[misc]
@@ -276,13 +378,52 @@ class _AsyncConsumer(_Subscriptions):
                     await result
 
 
-@contextlib.contextmanager
-def _message_context(message: Message) -> Iterator[None]:
-    """Bind the message's correlation id and trace while its handler runs."""
-    parent = parse_traceparent(message.traceparent)
-    trace_id, span_id = parent if parent is not None else (None, None)
-    with bind_context(correlation_id=message.correlation_id, trace_id=trace_id, span_id=span_id):
-        yield
+class _message_context:  # noqa: N801 - used like the contextmanager it replaces
+    """Bind the message's correlation id and trace while its handler runs.
+
+    Sets the context variables directly: this runs once per message delivered,
+    where ``bind_context``'s checks and snapshot would cost more than the rest.
+    """
+
+    __slots__ = ("_tokens", "_values")
+
+    def __init__(self, message: Message) -> None:
+        parent = parse_traceparent(message.traceparent) if message.traceparent else None
+        trace, span = parent if parent is not None else (None, None)
+        self._values = (message.correlation_id, trace, span)
+        self._tokens: tuple[Any, ...] = ()
+
+    def __enter__(self) -> None:
+        correlation, trace, span = self._values
+        self._tokens = (
+            _context.correlation_id.set(correlation),
+            _context.trace_id.set(trace),
+            _context.span_id.set(span),
+        )
+
+    def __exit__(self, *exc_info: object) -> None:
+        correlation, trace, span = self._tokens
+        _context.span_id.reset(span)
+        _context.trace_id.reset(trace)
+        _context.correlation_id.reset(correlation)
+
+
+def _resolve(handler: Any) -> Any:
+    """A handler given by its import path, ``"package.module:function"``, imported."""
+    if not isinstance(handler, str):
+        return handler
+    module_name, _, attribute = handler.partition(":")
+    if not module_name or not attribute:
+        raise TypeError(
+            f"handler must be callable or an import path 'package.module:function', not {handler!r}"
+        )
+    try:
+        found = importlib.import_module(module_name)
+        for part in attribute.split("."):
+            found = getattr(found, part)
+    except (ImportError, AttributeError) as exc:
+        raise ValueError(f"handler {handler!r} cannot be imported: {exc}") from exc
+    return found
 
 
 def _is_async(handler: Callable[..., Any]) -> bool:

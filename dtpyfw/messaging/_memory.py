@@ -1,9 +1,10 @@
 """The in-process transport: the embedded default and the test double.
 
 :class:`MemoryTransport` delivers inside ``publish`` / ``send``, before they
-return. Each delivery gets a copy of the message decoded from its JSON form,
+return. Each delivery gets a copy of the message decoded from its wire form,
 exactly as a network transport would hand it over (so ``data`` arrives as
-plain JSON; decode it with :class:`~dtpyfw.messaging.TypeRegistry`).
+plain JSON, or as the registered model when the bus has a
+:class:`~dtpyfw.messaging.TypeRegistry`).
 
 Delivery is at-least-once: a handler that raises is retried under the
 transport's :class:`~dtpyfw.core.retry.RetryPolicy`; after the last attempt
@@ -14,29 +15,19 @@ and the next message. Handler failures never make ``publish`` raise.
 
 from __future__ import annotations
 
-__all__ = ["DeadLetter", "MemoryTransport"]
+__all__ = ["MemoryTransport"]
 
-import logging
 import threading
 from collections import deque
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from collections.abc import Sequence
 
 from dtpyfw.core.retry import RetryPolicy
+from dtpyfw.messaging._broker import Inbox, Subscription
 from dtpyfw.messaging._bus import AsyncConsumer, Consumer
+from dtpyfw.messaging._delivery import DeadLetter, Dispatcher, Failure, log_dead_letter
+from dtpyfw.messaging._idempotency import IdempotencyStore
 from dtpyfw.messaging._message import Message
-
-logger = logging.getLogger("dtpyfw.messaging")
-
-
-@dataclass(frozen=True, slots=True)
-class DeadLetter:
-    """A message that ``group`` failed to handle on every attempt."""
-
-    message: Message
-    group: str
-    #: The last attempt's exception, as ``"TypeName: message"``.
-    error: str
+from dtpyfw.messaging._serializer import JsonSerializer, Serializer, decode_message
 
 
 class MemoryTransport:
@@ -46,10 +37,22 @@ class MemoryTransport:
     and commands), oldest first; ``dead_letters`` keeps every dead letter.
     """
 
-    def __init__(self, *, retry: RetryPolicy | None = None, max_published: int = 1000) -> None:
+    def __init__(
+        self,
+        *,
+        retry: RetryPolicy | None = None,
+        max_published: int = 1000,
+        serializer: Serializer | None = None,
+        idempotency: IdempotencyStore | None = None,
+        skip_processed: bool = False,
+    ) -> None:
         self.retry = retry if retry is not None else RetryPolicy()
+        self.serializer = serializer if serializer is not None else JsonSerializer()
         self.published: deque[Message] = deque(maxlen=max_published)
         self.dead_letters: list[DeadLetter] = []
+        self._dispatcher = Dispatcher(
+            self.retry, idempotency=idempotency, skip_processed=skip_processed
+        )
         self._lock = threading.Lock()
 
     def __repr__(self) -> str:
@@ -88,88 +91,43 @@ class MemoryTransport:
     async def aping(self) -> None:
         """Memory is always reachable."""
 
+    def inboxes(self, subscriptions: Sequence[Subscription]) -> list[Inbox]:
+        """None: messages are delivered inside ``publish``, so a runner has nothing to read."""
+        return []
+
+    def close(self) -> None:
+        """Nothing to release."""
+
+    async def aclose(self) -> None:
+        """Nothing to release."""
+
+    def read_dead_letters(
+        self, type: str, *, command: bool = False, limit: int = 100
+    ) -> list[DeadLetter]:
+        """The oldest ``limit`` dead letters of messages of ``type``."""
+        with self._lock:
+            found = [d for d in self.dead_letters if d.message and d.message.type == type]
+        return found[:limit]
+
     def _accept(self, message: Message) -> bytes:
-        raw = message.to_json()  # data that a real transport could not carry fails here too
+        raw = self.serializer.dumps(message)  # data a real transport could not carry fails here
         self.published.append(message)
         return raw
 
     def _deliver(self, raw: bytes, group: str, consumer: Consumer) -> None:
-        message = Message.from_json(raw)
-        attempt = _Attempts(self.retry, message, group)
-        try:
-            self.retry.call(attempt.run, consumer.handle, message, group)
-        except Exception as exc:
-            self._dead_letter(message, group, exc, attempt.count)
+        message = decode_message(raw)
+        failure = self._dispatcher.run(consumer, message, group)
+        if failure is not None:
+            self._dead_letter(message, group, failure, raw)
 
     async def _adeliver(self, raw: bytes, group: str, consumer: AsyncConsumer) -> None:
-        message = Message.from_json(raw)
-        attempt = _Attempts(self.retry, message, group)
-        try:
-            await self.retry.acall(attempt.arun, consumer.handle, message, group)
-        except Exception as exc:
-            self._dead_letter(message, group, exc, attempt.count)
+        message = decode_message(raw)
+        failure = await self._dispatcher.arun(consumer, message, group)
+        if failure is not None:
+            self._dead_letter(message, group, failure, raw)
 
-    def _dead_letter(self, message: Message, group: str, exc: Exception, attempts: int) -> None:
+    def _dead_letter(self, message: Message, group: str, failure: Failure, raw: bytes) -> None:
+        dead = DeadLetter(message, group, failure.describe(), message.type, failure.attempts, raw)
         with self._lock:
-            self.dead_letters.append(DeadLetter(message, group, f"{type(exc).__name__}: {exc}"))
-        logger.error(
-            "message %s of type %r dead-lettered by group %r after %d attempt(s)",
-            message.id,
-            message.type,
-            group,
-            attempts,
-            exc_info=exc,
-            extra={
-                "message_id": message.id,
-                "message_type": message.type,
-                "group": group,
-                "attempts": attempts,
-            },
-        )
-
-
-class _Attempts:
-    """Counts the attempts at one delivery and logs each failure that will be retried."""
-
-    def __init__(self, retry: RetryPolicy, message: Message, group: str) -> None:
-        self.retry = retry
-        self.message = message
-        self.group = group
-        self.count = 0
-
-    def run(self, handle: Callable[[Message, str], None], message: Message, group: str) -> None:
-        self.count += 1
-        try:
-            handle(message, group)
-        except Exception as exc:
-            self._failed(exc)
-            raise
-
-    async def arun(
-        self, handle: Callable[[Message, str], Awaitable[None]], message: Message, group: str
-    ) -> None:
-        self.count += 1
-        try:
-            await handle(message, group)
-        except Exception as exc:
-            self._failed(exc)
-            raise
-
-    def _failed(self, exc: Exception) -> None:
-        if self.count >= self.retry.attempts or not isinstance(exc, self.retry.retry_on):
-            return  # the caller dead-letters it
-        logger.warning(
-            "handler for message %s of type %r in group %r failed (attempt %d of %d): %s",
-            self.message.id,
-            self.message.type,
-            self.group,
-            self.count,
-            self.retry.attempts,
-            exc,
-            extra={
-                "message_id": self.message.id,
-                "message_type": self.message.type,
-                "group": self.group,
-                "attempt": self.count,
-            },
-        )
+            self.dead_letters.append(dead)
+        log_dead_letter(message, group, failure, channel=message.type)

@@ -2,19 +2,20 @@
 
 :class:`Message` holds the CloudEvents 1.0 attributes (``specversion``,
 ``id``, ``source``, ``type``, ``time``, ``subject``, ``datacontenttype``),
-our ``traceparent`` and ``correlation_id``, and ``data``: a pydantic model
-or a JSON-compatible value. On the wire it is one JSON object
-(:meth:`Message.to_json` / :meth:`Message.from_json`), so a received message's
-``data`` is plain JSON; :meth:`TypeRegistry.decode` turns it back into the
-model registered for the message's ``type``, validating it.
+our ``traceparent`` and ``correlation_id``, and ``data``: a pydantic model,
+a JSON-compatible value, or ``bytes``. On the wire it is CloudEvents JSON or
+a compact binary frame (:mod:`dtpyfw.messaging._serializer`), so a received
+message's ``data`` is plain JSON; :meth:`TypeRegistry.decode` turns it back
+into the model registered for the message's ``type``, validating it (the
+buses do this before a handler runs).
 """
 
 from __future__ import annotations
 
-__all__ = ["Message", "TypeRegistry"]
+__all__ = ["InvalidMessage", "Message", "TypeRegistry"]
 
+import secrets
 import threading
-import uuid
 from datetime import UTC, datetime
 from typing import Any, Literal, TypeVar
 
@@ -28,7 +29,15 @@ _ModelT = TypeVar("_ModelT", bound=BaseModel)
 
 
 def _new_id() -> str:
-    return uuid.uuid4().hex
+    return secrets.token_hex(16)  # 128 random bits, like a uuid4, at a third of the cost
+
+
+class InvalidMessage(MessagingError):
+    """A received message that cannot be handled as it is; retrying cannot help.
+
+    Its envelope is malformed or its data does not match the model registered for
+    its type, so consumers dead-letter it at once.
+    """
 
 
 def _now() -> datetime:
@@ -84,11 +93,11 @@ class Message(BaseModel):
 
     @classmethod
     def from_json(cls, raw: bytes | str) -> Message:
-        """Parse a message from JSON; a malformed envelope raises MessagingError."""
+        """Parse a message from JSON; a malformed envelope raises InvalidMessage."""
         try:
             return cls.model_validate_json(raw)
         except ValidationError as exc:
-            raise MessagingError(f"not a valid message envelope: {exc}") from exc
+            raise InvalidMessage(f"not a valid message envelope: {exc}") from exc
 
 
 class TypeRegistry:
@@ -128,7 +137,8 @@ class TypeRegistry:
     def decode(self, message: Message) -> BaseModel:
         """``message.data`` validated into the model registered for its type.
 
-        Invalid data raises MessagingError chained to pydantic's ValidationError.
+        Invalid data raises :class:`InvalidMessage` (a MessagingError) chained to
+        pydantic's ValidationError.
         """
         model = self.model_for(message.type)
         data = message.data
@@ -137,7 +147,7 @@ class TypeRegistry:
         try:
             return model.model_validate(data)
         except ValidationError as exc:
-            raise MessagingError(
+            raise InvalidMessage(
                 f"message {message.id} of type {message.type!r} does not match "
                 f"{model.__qualname__}: {exc}"
             ) from exc

@@ -14,6 +14,8 @@ Every client:
   exponential backoff;
 - over ``rediss://`` verifies the server certificate and host name unless
   ``tls_verify`` is off, trusting ``tls_ca_file`` when given;
+- keeps idle pooled connections checked (``health_check_interval``) and TCP
+  keepalive on (``socket_keepalive``);
 - returns ``bytes`` (``decode_responses=False``).
 """
 
@@ -107,6 +109,7 @@ def _options(settings: RedisSettings, **extra: Any) -> dict[str, Any]:
         "timeout": settings.socket_timeout,
         "socket_timeout": settings.socket_timeout,
         "socket_connect_timeout": settings.connect_timeout,
+        "socket_keepalive": settings.socket_keepalive,
         "health_check_interval": settings.health_check_interval,
         "decode_responses": False,
         **extra,

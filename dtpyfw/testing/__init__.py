@@ -1,6 +1,16 @@
 """Test helpers: settings, containers and real backing services for integration tests."""
 
-from dtpyfw.testing._launchers import BackendUnavailable, ServiceHandle, find_postgres, find_redis
+from dtpyfw.testing._launchers import (
+    BackendUnavailable,
+    ServiceHandle,
+    find_ftp,
+    find_ftps,
+    find_gcs,
+    find_postgres,
+    find_redis,
+    find_s3,
+    start_ftp_server,
+)
 from dtpyfw.testing._settings import closing_container, embedded_settings
 
 __all__ = [
@@ -8,6 +18,11 @@ __all__ = [
     "ServiceHandle",
     "closing_container",
     "embedded_settings",
+    "find_ftp",
+    "find_ftps",
+    "find_gcs",
     "find_postgres",
     "find_redis",
+    "find_s3",
+    "start_ftp_server",
 ]

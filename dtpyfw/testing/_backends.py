@@ -1,4 +1,4 @@
-"""pytest fixtures for tests that talk to a real PostgreSQL or Redis.
+"""pytest fixtures for tests that talk to real servers: PostgreSQL, Redis, S3, GCS, FTP(S).
 
 Session fixtures find (or start) one server per backend with
 :mod:`dtpyfw.testing._launchers`; function fixtures hand each test an isolated
@@ -6,7 +6,12 @@ slice of it:
 
 * ``postgres_url`` / ``postgres_dsn``: a fresh database, dropped afterwards;
 * ``redis_url``: the logical database ``redis_test_db`` (15), flushed before
-  and after. Override ``redis_test_db`` in a conftest to reserve another one.
+  and after. Override ``redis_test_db`` in a conftest to reserve another one;
+* ``s3_bucket`` / ``gcs_bucket``: a fresh bucket on ``s3_url`` / ``gcs_url``,
+  emptied and deleted afterwards;
+* ``ftp_url`` / ``ftps_url``: the server's URL whose path is a fresh
+  directory, removed with its content afterwards. An ``ftps://`` URL carries
+  the CA file that verifies the server in its ``ca_file`` query parameter.
 
 A backend that cannot be found skips the tests that need it, except when the
 ``CI`` environment variable is ``true``, ``1`` or ``yes``: there it fails them,
@@ -16,19 +21,31 @@ because a CI run that silently skipped its integration tests proves nothing.
 from __future__ import annotations
 
 __all__ = [
+    "ftp_service",
+    "ftp_url",
+    "ftps_service",
+    "ftps_url",
+    "gcs_bucket",
+    "gcs_service",
+    "gcs_url",
     "postgres_dsn",
     "postgres_service",
     "postgres_url",
     "redis_service",
     "redis_test_db",
     "redis_url",
+    "s3_bucket",
+    "s3_service",
+    "s3_url",
 ]
 
+import functools
 import os
 import secrets
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from urllib.parse import urlsplit, urlunsplit
+from typing import Any
+from urllib.parse import parse_qs, quote, unquote, urlsplit, urlunsplit
 
 import pytest
 
@@ -36,11 +53,18 @@ from dtpyfw.core._extras import require
 from dtpyfw.testing._launchers import (
     BackendUnavailable,
     ServiceHandle,
+    find_ftp,
+    find_ftps,
+    find_gcs,
     find_postgres,
     find_redis,
+    find_s3,
+    s3_credentials,
 )
 
 _DATABASE_PREFIX = "dtpyfw_t_"
+_BUCKET_PREFIX = "dtpyfw-t-"
+_FTP_DIR_PREFIX = "dtpyfw-t-"
 
 
 @pytest.fixture(scope="session")
@@ -85,6 +109,83 @@ def redis_url(redis_service: ServiceHandle, redis_test_db: int) -> Iterator[str]
         yield url
     finally:
         _flush_redis_db(url)
+
+
+@pytest.fixture(scope="session")
+def s3_service() -> Iterator[ServiceHandle]:
+    """The S3 server for this test session (see :func:`~dtpyfw.testing._launchers.find_s3`)."""
+    with _find_or_skip(find_s3) as handle:
+        yield handle
+
+
+@pytest.fixture(scope="session")
+def gcs_service() -> Iterator[ServiceHandle]:
+    """The GCS emulator for this test session (see ``find_gcs``)."""
+    with _find_or_skip(find_gcs) as handle:
+        yield handle
+
+
+@pytest.fixture(scope="session")
+def ftp_service() -> Iterator[ServiceHandle]:
+    """The plain FTP server for this test session (see ``find_ftp``)."""
+    with _find_or_skip(find_ftp) as handle:
+        yield handle
+
+
+@pytest.fixture(scope="session")
+def ftps_service() -> Iterator[ServiceHandle]:
+    """The FTPS server for this test session (see ``find_ftps``)."""
+    with _find_or_skip(find_ftps) as handle:
+        yield handle
+
+
+@pytest.fixture
+def s3_url(s3_service: ServiceHandle) -> str:
+    """The S3 endpoint URL (credentials, when needed, in its user info)."""
+    return s3_service.url
+
+
+@pytest.fixture
+def s3_bucket(s3_url: str) -> Iterator[str]:
+    """The name of a fresh, empty bucket on ``s3_url``; emptied and deleted afterwards."""
+    client = _s3_client(s3_url)
+    name = f"{_BUCKET_PREFIX}{secrets.token_hex(6)}"
+    client.create_bucket(Bucket=name)
+    try:
+        yield name
+    finally:
+        _drop_s3_bucket(client, name)
+
+
+@pytest.fixture
+def gcs_url(gcs_service: ServiceHandle) -> str:
+    """The GCS emulator's API endpoint URL."""
+    return gcs_service.url
+
+
+@pytest.fixture
+def gcs_bucket(gcs_url: str) -> Iterator[str]:
+    """The name of a fresh, empty bucket on ``gcs_url``; emptied and deleted afterwards."""
+    name = f"{_BUCKET_PREFIX}{secrets.token_hex(6)}"
+    _gcs_request(gcs_url, "POST", "/storage/v1/b?project=dtpyfw-tests", {"name": name})
+    try:
+        yield name
+    finally:
+        _drop_gcs_bucket(gcs_url, name)
+
+
+@pytest.fixture
+def ftp_url(ftp_service: ServiceHandle) -> Iterator[str]:
+    """``ftp_service``'s URL whose path is a fresh directory, removed afterwards."""
+    with _fresh_ftp_directory(ftp_service.url) as url:
+        yield url
+
+
+@pytest.fixture
+def ftps_url(ftps_service: ServiceHandle) -> Iterator[str]:
+    """``ftps_service``'s URL (with ``?ca_file=``) whose path is a fresh directory."""
+    with _fresh_ftp_directory(ftps_service.url) as url:
+        yield url
 
 
 def _find_or_skip(find: Callable[[], ServiceHandle]) -> ServiceHandle:
@@ -133,3 +234,109 @@ def _flush_redis_db(url: str) -> None:
 def _with_path(url: str, path: str) -> str:
     parts = urlsplit(url)
     return urlunsplit(parts._replace(path=path))
+
+
+@functools.cache
+def _s3_client(url: str) -> Any:
+    """One client per server URL for the whole session (creating one costs ~50 ms)."""
+    boto3 = require("boto3", "storage-s3")
+    config = require("botocore.config", "storage-s3")
+    endpoint, key, secret = s3_credentials(url)
+    return boto3.session.Session().client(
+        "s3",
+        endpoint_url=endpoint,
+        region_name="us-east-1",
+        aws_access_key_id=key,
+        aws_secret_access_key=secret,
+        config=config.Config(s3={"addressing_style": "path"}),
+    )
+
+
+def _drop_s3_bucket(client: Any, name: str) -> None:
+    """Delete every object, unfinished multipart upload, then the bucket itself."""
+    for page in client.get_paginator("list_objects_v2").paginate(Bucket=name):
+        objects = [{"Key": item["Key"]} for item in page.get("Contents", [])]
+        if objects:
+            client.delete_objects(Bucket=name, Delete={"Objects": objects, "Quiet": True})
+    uploads = client.list_multipart_uploads(Bucket=name).get("Uploads", [])
+    for upload in uploads:
+        client.abort_multipart_upload(Bucket=name, Key=upload["Key"], UploadId=upload["UploadId"])
+    client.delete_bucket(Bucket=name)
+
+
+def _gcs_request(url: str, method: str, path: str, body: object = None) -> Any:
+    import json
+    import urllib.request
+
+    data = None if body is None else json.dumps(body).encode()
+    request = urllib.request.Request(  # noqa: S310 - the emulator's http:// URL
+        url.rstrip("/") + path,
+        data=data,
+        method=method,
+        headers={"Content-Type": "application/json"},
+    )
+    with urllib.request.urlopen(request, timeout=10) as response:  # noqa: S310
+        payload = response.read()
+    return json.loads(payload) if payload else None
+
+
+def _drop_gcs_bucket(url: str, name: str) -> None:
+    bucket = quote(name, safe="")
+    token = ""
+    while True:
+        query = f"?pageToken={quote(token)}" if token else ""
+        listing = _gcs_request(url, "GET", f"/storage/v1/b/{bucket}/o{query}") or {}
+        for item in listing.get("items", []):
+            _gcs_request(url, "DELETE", f"/storage/v1/b/{bucket}/o/{quote(item['name'], safe='')}")
+        token = listing.get("nextPageToken", "")
+        if not token:
+            break
+    _gcs_request(url, "DELETE", f"/storage/v1/b/{bucket}")
+
+
+@contextmanager
+def _fresh_ftp_directory(server_url: str) -> Iterator[str]:
+    """Create a uniquely named directory on the FTP(S) server; remove it on exit."""
+    parts = urlsplit(server_url)
+    base = parts.path.rstrip("/")
+    directory = f"{base}/{_FTP_DIR_PREFIX}{secrets.token_hex(6)}"
+    with _ftp_session(server_url) as session:
+        session.mkd(directory)
+    try:
+        yield urlunsplit(parts._replace(path=directory))
+    finally:
+        with _ftp_session(server_url) as session:
+            _ftp_rmtree(session, directory)
+
+
+@contextmanager
+def _ftp_session(url: str) -> Iterator[Any]:
+    import ftplib
+    import ssl
+
+    parts = urlsplit(url)
+    if parts.scheme == "ftps":
+        cafile = parse_qs(parts.query).get("ca_file", [None])[0]
+        context = ssl.create_default_context(cafile=cafile)
+        session: ftplib.FTP = ftplib.FTP_TLS(context=context, timeout=10)  # noqa: S321
+    else:
+        session = ftplib.FTP(timeout=10)  # noqa: S321 - the plain-FTP test server
+    with session:
+        session.connect(parts.hostname or "127.0.0.1", parts.port or 21)
+        session.login(unquote(parts.username or "anonymous"), unquote(parts.password or ""))
+        if isinstance(session, ftplib.FTP_TLS):
+            session.prot_p()
+        yield session
+
+
+def _ftp_rmtree(session: Any, directory: str) -> None:
+    for name, facts in list(session.mlsd(directory, facts=["type"])):
+        kind = facts.get("type", "")
+        if kind in ("cdir", "pdir") or name in (".", ".."):
+            continue
+        path = f"{directory}/{name}"
+        if kind == "dir":
+            _ftp_rmtree(session, path)
+        else:
+            session.delete(path)
+    session.rmd(directory)

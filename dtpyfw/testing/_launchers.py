@@ -1,4 +1,4 @@
-"""Find, or start, the PostgreSQL and Redis servers that tests talk to.
+"""Find, or start, the servers that tests talk to: PostgreSQL, Redis, S3, GCS, FTP(S).
 
 Each ``find_*`` function tries these places in order and returns the first that
 answers (DESIGN.md, "Backends and how tests reach them"):
@@ -15,6 +15,9 @@ answers (DESIGN.md, "Backends and how tests reach them"):
 skips 3 and 4. A started server belongs to its :class:`ServiceHandle`:
 ``stop()`` shuts it down, waits for it to exit and removes its directory. An
 ``atexit`` hook stops whatever is still running when the interpreter exits.
+The Python servers (moto, the GCS emulator, pyftpdlib) also exit by themselves
+when the process that started them dies, so a test run killed before its
+``atexit`` hook leaves none of them running.
 """
 
 from __future__ import annotations
@@ -22,22 +25,31 @@ from __future__ import annotations
 __all__ = [
     "BackendUnavailable",
     "ServiceHandle",
+    "find_ftp",
+    "find_ftps",
+    "find_gcs",
     "find_postgres",
     "find_redis",
+    "find_s3",
+    "s3_credentials",
+    "start_ftp_server",
 ]
 
 import atexit
 import contextlib
+import datetime
 import gc
 import getpass
 import logging
 import os
 import pwd
 import re
+import secrets
 import shlex
 import shutil
 import socket
 import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -47,6 +59,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Literal, Self
+from urllib.parse import parse_qs, quote, unquote, urlsplit, urlunsplit
 
 from dtpyfw.core._extras import require
 from dtpyfw.core.errors import DtpyfwError
@@ -116,6 +129,47 @@ def find_postgres(*, launch: Launch = "auto") -> ServiceHandle:
 def find_redis(*, launch: Launch = "auto") -> ServiceHandle:
     """Return a Redis server for tests; its ``url`` is ``redis://host:port/0``."""
     return _find(_REDIS, launch=launch)
+
+
+def find_s3(*, launch: Launch = "auto") -> ServiceHandle:
+    """Return an S3-compatible server for tests (moto); ``url`` is its endpoint URL.
+
+    Credentials ride in the URL when the server needs real ones
+    (``http://KEY:SECRET@host:port``); see :func:`s3_credentials`.
+    """
+    return _find(_S3, launch=launch)
+
+
+def find_gcs(*, launch: Launch = "auto") -> ServiceHandle:
+    """Return a Google Cloud Storage emulator for tests; ``url`` is its API endpoint."""
+    return _find(_GCS, launch=launch)
+
+
+def find_ftp(*, launch: Launch = "auto") -> ServiceHandle:
+    """Return a plain FTP server for tests; ``url`` is ``ftp://user:password@host:port/``."""
+    return _find(_FTP, launch=launch)
+
+
+def find_ftps(*, launch: Launch = "auto") -> ServiceHandle:
+    """Return an FTPS server (explicit TLS) for tests.
+
+    ``url`` is ``ftps://user:password@host:port/?ca_file=PATH``: the CA file that
+    verifies its certificate travels in the URL (a launched server's certificate
+    is self-signed for ``IP:127.0.0.1``).
+    """
+    return _find(_FTPS, launch=launch)
+
+
+def s3_credentials(url: str) -> tuple[str, str, str]:
+    """``(endpoint_url, access_key_id, secret_access_key)`` from a test S3 URL.
+
+    moto accepts any credentials; a URL without user info gets ``testing``.
+    """
+    parts = urlsplit(url)
+    host = parts.hostname or "127.0.0.1"
+    netloc = f"{host}:{parts.port}" if parts.port else host
+    endpoint = urlunsplit((parts.scheme, netloc, "", "", ""))
+    return endpoint, unquote(parts.username or "testing"), unquote(parts.password or "testing")
 
 
 # --- the search --------------------------------------------------------------------------------
@@ -565,6 +619,592 @@ def _start_redis_container() -> ServiceHandle:
     return ServiceHandle("Redis", f"redis://{host}:{port}/0", "testcontainers", _owner=owner)
 
 
+# --- servers run as a local process (moto, the GCS emulator, pyftpdlib) ------------------------
+
+_PROCESS_READY_TIMEOUT = 30.0
+
+
+class _Process(_Launched):
+    """A server process this module started, with its log file; restartable on its port."""
+
+    def __init__(
+        self,
+        name: str,
+        directory: Path,
+        command: Callable[[int], list[str]],
+        port: int,
+        ready: Callable[[_Process], str | None],
+    ) -> None:
+        super().__init__(directory)
+        self.name = name
+        self.command = command
+        self.port = port
+        self.ready = ready
+        self.log_path = directory / f"{name.lower()}.log"
+        self.process: subprocess.Popen[bytes] | None = None
+        self.env: dict[str, str] | None = None
+
+    def start(self) -> None:
+        """Start the server on ``self.port`` and wait until ``ready`` says it answers."""
+        with self.log_path.open("ab") as log:
+            self.process = subprocess.Popen(
+                self.command(self.port),
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                cwd=self.directory,
+                env=self.env,
+                start_new_session=True,  # a Ctrl-C in the terminal must not kill it first
+            )
+        deadline = time.monotonic() + _PROCESS_READY_TIMEOUT
+        while True:
+            if self.process.poll() is not None:
+                raise _LaunchError(
+                    f"{self.name} exited ({self.process.returncode}); log:\n{self.log_tail()}"
+                )
+            problem = self.ready(self)
+            if problem is None:
+                return
+            if time.monotonic() > deadline:
+                raise _LaunchError(
+                    f"{self.name} did not answer within {_PROCESS_READY_TIMEOUT:g}s ({problem}); "
+                    f"log:\n{self.log_tail()}"
+                )
+            # Waiting on the process wakes us as soon as it exits, unlike a sleep.
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                self.process.wait(timeout=0.05)
+
+    def kill(self) -> None:
+        """SIGKILL the server (no goodbye to its clients) and wait until it is gone."""
+        if self.process is not None and self.process.poll() is None:
+            self.process.kill()
+            self.process.wait()
+
+    def restart(self) -> None:
+        """Kill the server if it runs, then start it again on the same port and directory."""
+        self.kill()
+        self.start()
+
+    def log_tail(self) -> str:
+        return _tail(self.log_path)
+
+    def _shutdown(self) -> None:
+        process = self.process
+        if process is None or process.poll() is not None:
+            return
+        process.terminate()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+def _start_process(
+    name: str,
+    prefix: str,
+    command: Callable[[int], list[str]],
+    ready: Callable[[_Process], str | None],
+    *,
+    port: int | None = None,
+) -> _Process:
+    """Start ``command(port)`` in a fresh directory; retry other free ports on a clash."""
+    for _ in range(_PORT_ATTEMPTS):
+        server = _Process(name, _make_temp_dir(prefix, None), command, port or _free_port(), ready)
+        try:
+            server.start()
+        except _LaunchError as exc:
+            server.stop()
+            if port is None and "Address already in use" in str(exc):
+                continue
+            raise
+        except BaseException:
+            server.stop()
+            raise
+        return server
+    raise _LaunchError(f"every one of {_PORT_ATTEMPTS} free ports was taken before use")
+
+
+# Runs a module (-m NAME) or script (PATH) after starting a thread that ends the process
+# once its parent is gone: a test run killed before its atexit hook leaves no server behind.
+_WATCHED = """
+import os, runpy, sys, threading
+parent = int(sys.argv[1])
+def watch():
+    while not threading.Event().wait(0.5):
+        if os.getppid() != parent:
+            os._exit(0)
+threading.Thread(target=watch, daemon=True).start()
+if sys.argv[2] == "-m":
+    sys.argv = [sys.argv[3], *sys.argv[4:]]
+    runpy.run_module(sys.argv[0], run_name="__main__", alter_sys=True)
+else:
+    sys.argv = sys.argv[2:]
+    runpy.run_path(sys.argv[0], run_name="__main__")
+"""
+
+
+def _python(*argv: str) -> list[str]:
+    """A Python command line (``-m module ...`` or ``script ...``) that dies with this process."""
+    return [sys.executable, "-c", _WATCHED, str(os.getpid()), *argv]
+
+
+def _log_says(text: str) -> Callable[[_Process], bool]:
+    def check(server: _Process) -> bool:
+        try:
+            return text in server.log_path.read_text(errors="replace")
+        except OSError:
+            return False
+
+    return check
+
+
+# --- S3 (moto) ---------------------------------------------------------------------------------
+
+_S3_PROBE_TIMEOUT = 2.0
+
+
+def _s3_default_urls(port: int) -> list[str]:
+    return [f"http://127.0.0.1:{port}"]
+
+
+def _s3_probe(url: str, timeout: float = _S3_PROBE_TIMEOUT) -> str | None:
+    """None when ListBuckets answers at ``url`` (an S3 API), else why not."""
+    boto3 = require("boto3", "storage-s3")
+    config_module = require("botocore.config", "storage-s3")
+    endpoint, key, secret = s3_credentials(url)
+    client = boto3.session.Session().client(
+        "s3",
+        endpoint_url=endpoint,
+        region_name="us-east-1",
+        aws_access_key_id=key,
+        aws_secret_access_key=secret,
+        config=config_module.Config(
+            connect_timeout=timeout,
+            read_timeout=timeout,
+            retries={"mode": "standard", "total_max_attempts": 1},
+            s3={"addressing_style": "path"},
+        ),
+    )
+    try:
+        client.list_buckets()
+    except Exception as exc:  # any failure means "not a usable S3 server here"
+        return _one_line(exc)
+    finally:
+        client.close()
+    return None
+
+
+def _start_s3_process() -> ServiceHandle:
+    require("moto.server", "storage-s3 (and moto[server] for tests)")
+    bound = _log_says("Running on")
+
+    def ready(server: _Process) -> str | None:
+        # The log line proves our moto bound the port; the probe that it serves S3.
+        if not bound(server):
+            return "not listening yet"
+        return _s3_probe(f"http://127.0.0.1:{server.port}", timeout=1.0)
+
+    server = _start_process(
+        "moto",
+        "dtpyfw-s3-",
+        lambda port: _python("-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)),
+        ready,
+    )
+    return ServiceHandle("S3", f"http://127.0.0.1:{server.port}", "process", _owner=server)
+
+
+def _start_s3_container() -> ServiceHandle:
+    return _start_http_container(
+        "S3", "motoserver/moto:5.0.28", 5000, lambda host, port: f"http://{host}:{port}", _s3_probe
+    )
+
+
+# --- GCS (gcp-storage-emulator) ----------------------------------------------------------------
+
+
+def _gcs_default_urls(port: int) -> list[str]:
+    return [f"http://127.0.0.1:{port}"]
+
+
+def _gcs_probe(url: str, timeout: float = 2.0) -> str | None:
+    """None when ``url`` answers the GCS JSON API's bucket listing, else why not."""
+    import json
+    import urllib.request
+
+    probe = f"{url.rstrip('/')}/storage/v1/b?project=dtpyfw-probe"
+    try:
+        with urllib.request.urlopen(probe, timeout=timeout) as response:  # noqa: S310 - http(s) only
+            body = json.loads(response.read() or b"{}")
+    except (OSError, ValueError) as exc:
+        return _one_line(exc)
+    if not isinstance(body, dict) or body.get("kind") != "storage#buckets":
+        return "answered, but not with the GCS JSON API"
+    return None
+
+
+def _start_gcs_process() -> ServiceHandle:
+    require("gcp_storage_emulator", "gcp-storage-emulator (a test dependency)")
+
+    def ready(server: _Process) -> str | None:
+        return _gcs_probe(f"http://127.0.0.1:{server.port}", timeout=1.0)
+
+    def command(port: int) -> list[str]:
+        return _python(
+            "-m",
+            "gcp_storage_emulator",
+            "start",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--in-memory",
+            "--quiet",
+        )
+
+    server = _start_process("gcs-emulator", "dtpyfw-gcs-", command, ready)
+    return ServiceHandle("GCS", f"http://127.0.0.1:{server.port}", "process", _owner=server)
+
+
+def _start_gcs_container() -> ServiceHandle:
+    return _start_http_container(
+        "GCS",
+        "oittaa/gcp-storage-emulator:latest",
+        9023,
+        lambda host, port: f"http://{host}:{port}",
+        _gcs_probe,
+        command="start --host 0.0.0.0 --port 9023 --in-memory",
+    )
+
+
+# --- FTP and FTPS (pyftpdlib) ------------------------------------------------------------------
+
+FTP_TEST_USER = "dtpyfw"
+_FTP_LOGIN_ENV = "DTPYFW_TEST_FTP_SERVER_PASSWORD"
+_FTP_PROBE_TIMEOUT = 2.0
+
+
+def _ftp_default_urls(port: int) -> list[str]:
+    # The user of containers/ftp.Dockerfile.
+    return [f"ftp://user:pass@127.0.0.1:{port}/"]
+
+
+def _no_default_urls(port: int) -> list[str]:
+    return []  # no well-known FTPS test server: its CA file could not be known
+
+
+def _ftp_normalize(url: str) -> str:
+    parts = urlsplit(url.strip())
+    return urlunsplit(parts._replace(path=parts.path or "/"))
+
+
+def _ftp_probe(url: str, timeout: float = _FTP_PROBE_TIMEOUT) -> str | None:
+    """None when an FTP(S) server at ``url`` accepts its user and password, else why not."""
+    import ftplib
+    import ssl
+
+    parts = urlsplit(url)
+    query = parse_qs(parts.query)
+    try:
+        if parts.scheme == "ftps":
+            cafile = query.get("ca_file", [None])[0]
+            context = ssl.create_default_context(cafile=cafile)
+            # FTPS on purpose: plain FTP is what some tests need, TLS what the others check.
+            session: ftplib.FTP = ftplib.FTP_TLS(context=context, timeout=timeout)  # noqa: S321
+        else:
+            session = ftplib.FTP(timeout=timeout)  # noqa: S321 - the FTP test server itself
+        with session:
+            session.connect(parts.hostname or "127.0.0.1", parts.port or 21)
+            session.login(unquote(parts.username or "anonymous"), unquote(parts.password or ""))
+            if isinstance(session, ftplib.FTP_TLS):
+                session.prot_p()
+            session.voidcmd("NOOP")
+    except (ftplib.Error, OSError, EOFError) as exc:
+        return _one_line(exc)
+    return None
+
+
+def _serve_ftp_script() -> str:
+    """``_serve_ftp``'s own source as a script: the server process never imports dtpyfw."""
+    import inspect
+    import textwrap
+
+    source = textwrap.dedent(inspect.getsource(_serve_ftp))
+    return f"from __future__ import annotations\n{source}\nimport sys\n_serve_ftp(sys.argv[1:])\n"
+
+
+def _start_ftp_process() -> ServiceHandle:
+    return start_ftp_server(tls=False)
+
+
+def _start_ftps_process() -> ServiceHandle:
+    return start_ftp_server(tls=True)
+
+
+def start_ftp_server(
+    *,
+    tls: bool,
+    hash_command: bool = False,
+    lying_hash: bool = False,
+    throttle: int = 0,
+    root: Path | None = None,
+    port: int | None = None,
+) -> ServiceHandle:
+    """Start a pyftpdlib server in its own process (so a test can kill it).
+
+    ``tls`` makes it FTPS (explicit TLS required on control and data
+    connections) with a fresh self-signed certificate for ``IP:127.0.0.1``.
+    ``hash_command`` adds the HASH command (SHA-256), which pyftpdlib lacks;
+    ``lying_hash`` makes it answer a wrong digest (to test that clients check).
+    ``throttle`` caps data transfers at that many bytes per second (plain FTP
+    only), so a test can act while a transfer is under way.
+    ``root`` (default: a ``root`` folder in the server's directory) survives a
+    restart. The handle's ``_owner`` is a ``_Process``: ``kill()`` and
+    ``restart()`` it to test reconnection.
+    """
+    require("pyftpdlib", "pyftpdlib (a test dependency)")
+    if tls:
+        require("OpenSSL", "pyOpenSSL (a test dependency)")
+    password = secrets.token_urlsafe(12)
+    state: dict[str, Path] = {}
+
+    def command(port: int) -> list[str]:
+        directory = state["directory"]
+        # The password travels in the environment (see _Process.env), not in ps output.
+        argv = _python(
+            str(directory / "serve_ftp.py"),
+            f"--root={state['root']}",
+            f"--port={port}",
+            f"--port-file={directory / 'port'}",
+            f"--user={FTP_TEST_USER}",
+        )
+        if tls:
+            argv += [f"--certfile={directory / 'cert.pem'}", f"--keyfile={directory / 'key.pem'}"]
+        if hash_command:
+            argv.append("--hash")
+        if lying_hash:
+            argv.append("--lying-hash")
+        if throttle:
+            argv.append(f"--throttle={throttle}")
+        return argv
+
+    def ready(server: _Process) -> str | None:
+        port_file = server.directory / "port" if server.directory else None
+        if port_file is None or not port_file.exists():
+            return "not listening yet"
+        server.port = int(port_file.read_text())
+        return _ftp_probe(_ftp_url(tls, password, server.port, state), timeout=1.0)
+
+    directory = _make_temp_dir("dtpyfw-ftps-" if tls else "dtpyfw-ftp-", None)
+    (directory / "serve_ftp.py").write_text(_serve_ftp_script())
+    state["directory"] = directory
+    state["root"] = root or directory / "root"
+    state["root"].mkdir(parents=True, exist_ok=True)
+    if tls:
+        _write_self_signed_certificate(directory / "cert.pem", directory / "key.pem")
+    # Port 0 lets the server pick a free port itself and report it: no race to lose.
+    server = _Process("FTPS" if tls else "FTP", directory, command, port or 0, ready)
+    server.env = {**os.environ, _FTP_LOGIN_ENV: password}
+    try:
+        server.start()
+    except BaseException:
+        server.stop()
+        raise
+    # A restart comes back on server.port (now the real one) and writes this file anew.
+    (directory / "port").unlink(missing_ok=True)
+    return ServiceHandle(
+        "FTPS" if tls else "FTP",
+        _ftp_url(tls, password, server.port, state),
+        "process",
+        _owner=server,
+    )
+
+
+def _ftp_url(tls: bool, password: str, port: int, state: dict[str, Path]) -> str:
+    if not tls:
+        return f"ftp://{FTP_TEST_USER}:{password}@127.0.0.1:{port}/"
+    ca_file = quote(str(state["directory"] / "cert.pem"), safe="/")
+    return f"ftps://{FTP_TEST_USER}:{password}@127.0.0.1:{port}/?ca_file={ca_file}"
+
+
+def _start_ftp_container() -> ServiceHandle:
+    raise _LaunchError(
+        "no container for FTP: its passive data ports cannot be mapped to free host ports; "
+        "set $DTPYFW_TEST_FTP_URL to the server of containers/compose.yaml instead"
+    )
+
+
+def _write_self_signed_certificate(cert_path: Path, key_path: Path) -> None:
+    """A self-signed server certificate for ``IP:127.0.0.1`` (and ``localhost``), one day."""
+    import ipaddress
+
+    x509 = require("cryptography.x509", "cryptography (comes with pyOpenSSL)")
+    hashes = require("cryptography.hazmat.primitives.hashes", "cryptography")
+    serialization = require("cryptography.hazmat.primitives.serialization", "cryptography")
+    ec = require("cryptography.hazmat.primitives.asymmetric.ec", "cryptography")
+    oid = require("cryptography.x509.oid", "cryptography")
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(oid.NameOID.COMMON_NAME, "dtpyfw test FTPS")])
+    now = datetime.datetime.now(datetime.UTC)
+    certificate = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(hours=1))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(
+            x509.SubjectAlternativeName(
+                [x509.IPAddress(ipaddress.ip_address("127.0.0.1")), x509.DNSName("localhost")]
+            ),
+            critical=False,
+        )
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .add_extension(
+            x509.KeyUsage(
+                digital_signature=True,
+                content_commitment=False,
+                key_encipherment=False,
+                data_encipherment=False,
+                key_agreement=True,
+                key_cert_sign=True,
+                crl_sign=False,
+                encipher_only=False,
+                decipher_only=False,
+            ),
+            critical=True,
+        )
+        .add_extension(x509.ExtendedKeyUsage([oid.ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
+        .sign(key, hashes.SHA256())
+    )
+    key_path.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    key_path.chmod(0o600)
+    cert_path.write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
+
+
+def _serve_ftp(argv: list[str]) -> None:
+    """The FTP server process's main; see :func:`start_ftp_server`.
+
+    It runs from its own source text (:func:`_serve_ftp_script`), so it starts
+    in a third of a second instead of importing dtpyfw: it must import
+    everything it uses itself and use no global of this module.
+    """
+    import argparse
+    import hashlib
+    import importlib
+    import logging
+    import os
+    from pathlib import Path
+
+    authorizers = importlib.import_module("pyftpdlib.authorizers")
+    handlers = importlib.import_module("pyftpdlib.handlers")
+    servers = importlib.import_module("pyftpdlib.servers")
+
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--root", required=True)
+    parser.add_argument("--port", type=int, default=0)
+    parser.add_argument("--port-file", required=True)
+    parser.add_argument("--user", required=True)
+    parser.add_argument("--certfile")
+    parser.add_argument("--keyfile")
+    parser.add_argument("--hash", action="store_true")
+    parser.add_argument("--lying-hash", action="store_true")
+    parser.add_argument("--throttle", type=int, default=0)
+    options = parser.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s %(message)s")
+
+    authorizer = authorizers.DummyAuthorizer()
+    password = os.environ["DTPYFW_TEST_FTP_SERVER_PASSWORD"]
+    authorizer.add_user(options.user, password, options.root, perm="elradfmwMT")
+    base: Any = handlers.TLS_FTPHandler if options.certfile else handlers.FTPHandler
+
+    class Handler(base):  # type: ignore[misc]  # pyftpdlib ships no type hints
+        proto_cmds = dict(base.proto_cmds)  # noqa: RUF012 - pyftpdlib's own class attribute
+        if options.hash:
+            proto_cmds["HASH"] = {
+                "perm": "r",
+                "auth": True,
+                "arg": True,
+                "help": "Syntax: HASH <SP> file-name (SHA-256 of the file).",
+            }
+
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            super().__init__(*args, **kwargs)
+            if options.hash:
+                self._extra_feats.append("HASH SHA-256*")
+
+        def ftp_HASH(self, path: str) -> None:  # noqa: N802 - pyftpdlib dispatches on ftp_<CMD>
+            try:
+                with open(path, "rb") as file:
+                    digest = hashlib.file_digest(file, "sha256").hexdigest()
+                if options.lying_hash:
+                    digest = hashlib.sha256(digest.encode()).hexdigest()
+                size = os.path.getsize(path)
+            except OSError as exc:
+                self.respond(f"550 {exc.strerror}.")
+                return
+            self.respond(f"213 SHA-256 0-{max(size - 1, 0)} {digest} {os.path.basename(path)}")
+
+    Handler.authorizer = authorizer
+    Handler.auth_failed_timeout = 0.05  # a wrong password answers at once: tests wait less
+    Handler.banner = "dtpyfw test FTP server ready."
+    if options.throttle and not options.certfile:
+        Handler.dtp_handler = type(
+            "ThrottledDTP",
+            (handlers.ThrottledDTPHandler,),
+            {"read_limit": options.throttle, "write_limit": options.throttle},
+        )
+    if options.certfile:
+        Handler.certfile = options.certfile
+        Handler.keyfile = options.keyfile
+        Handler.tls_control_required = True
+        Handler.tls_data_required = True
+    server = servers.FTPServer(("127.0.0.1", options.port), Handler)
+    port = server.socket.getsockname()[1]
+    temp = Path(f"{options.port_file}.tmp")
+    temp.write_text(str(port))
+    os.replace(temp, options.port_file)  # the launcher never reads a half-written port
+    server.serve_forever(handle_exit=True)
+
+
+# --- containers that serve HTTP ----------------------------------------------------------------
+
+
+def _start_http_container(
+    name: str,
+    image: str,
+    port: int,
+    url_of: Callable[[str, int], str],
+    probe: Callable[[str], str | None],
+    *,
+    command: str | None = None,
+) -> ServiceHandle:
+    try:
+        from testcontainers.core.container import DockerContainer
+    except ImportError as exc:
+        raise _LaunchError("testcontainers is not installed (pip install testcontainers)") from exc
+    container = DockerContainer(image).with_exposed_ports(port)
+    if command is not None:
+        container = container.with_command(command)
+    owner = _start_container(container)
+    url = url_of(container.get_container_host_ip(), int(container.get_exposed_port(port)))
+    deadline = time.monotonic() + _PROCESS_READY_TIMEOUT
+    while (problem := probe(url)) is not None:
+        if time.monotonic() > deadline:
+            owner.stop()
+            raise _LaunchError(f"the {name} container did not answer ({problem})")
+        time.sleep(0.2)  # a container has no process handle to wait on
+    return ServiceHandle(name, url, "testcontainers", _owner=owner)
+
+
 # --- testcontainers ----------------------------------------------------------------------------
 
 
@@ -701,5 +1341,67 @@ _REDIS = _Backend(
     hint=(
         "Fix one of them: set $DTPYFW_TEST_REDIS_URL to a server that answers, start one on "
         "127.0.0.1:6379, install redis-server (scripts/ensure-system-deps.sh) or start Docker."
+    ),
+)
+
+_S3 = _Backend(
+    name="S3",
+    env_var="DTPYFW_TEST_S3_URL",
+    default_port=5000,
+    default_urls=_s3_default_urls,
+    normalize=str.strip,
+    probe=_s3_probe,
+    start_process=_start_s3_process,
+    start_container=_start_s3_container,
+    hint=(
+        "Fix one of them: set $DTPYFW_TEST_S3_URL to an S3 server that answers "
+        "(http://KEY:SECRET@host:port), start moto_server on 127.0.0.1:5000, install the test "
+        "dependencies (moto[server]) or start Docker."
+    ),
+)
+
+_GCS = _Backend(
+    name="GCS",
+    env_var="DTPYFW_TEST_GCS_URL",
+    default_port=9023,
+    default_urls=_gcs_default_urls,
+    normalize=str.strip,
+    probe=_gcs_probe,
+    start_process=_start_gcs_process,
+    start_container=_start_gcs_container,
+    hint=(
+        "Fix one of them: set $DTPYFW_TEST_GCS_URL to a GCS emulator that answers, start "
+        "gcp-storage-emulator on 127.0.0.1:9023, install the test dependencies or start Docker."
+    ),
+)
+
+_FTP = _Backend(
+    name="FTP",
+    env_var="DTPYFW_TEST_FTP_URL",
+    default_port=2121,
+    default_urls=_ftp_default_urls,
+    normalize=_ftp_normalize,
+    probe=_ftp_probe,
+    start_process=_start_ftp_process,
+    start_container=_start_ftp_container,
+    hint=(
+        "Fix one of them: set $DTPYFW_TEST_FTP_URL (ftp://user:password@host:port/), start "
+        "pyftpdlib on 127.0.0.1:2121 with user 'user' and password 'pass', or install the "
+        "test dependencies (pyftpdlib)."
+    ),
+)
+
+_FTPS = _Backend(
+    name="FTPS",
+    env_var="DTPYFW_TEST_FTPS_URL",
+    default_port=0,
+    default_urls=_no_default_urls,
+    normalize=_ftp_normalize,
+    probe=_ftp_probe,
+    start_process=_start_ftps_process,
+    start_container=_start_ftp_container,
+    hint=(
+        "Fix one of them: set $DTPYFW_TEST_FTPS_URL (ftps://user:password@host:port/"
+        "?ca_file=PATH) or install the test dependencies (pyftpdlib, pyOpenSSL)."
     ),
 )

@@ -13,12 +13,22 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from dtpyfw.testing._backends import (
+    ftp_service,
+    ftp_url,
+    ftps_service,
+    ftps_url,
+    gcs_bucket,
+    gcs_service,
+    gcs_url,
     postgres_dsn,
     postgres_service,
     postgres_url,
     redis_service,
     redis_test_db,
     redis_url,
+    s3_bucket,
+    s3_service,
+    s3_url,
 )
 
 if TYPE_CHECKING:
@@ -29,6 +39,13 @@ __all__ = [
     "capture_logs",
     "dtpyfw_container",
     "dtpyfw_settings",
+    "ftp_service",
+    "ftp_url",
+    "ftps_service",
+    "ftps_url",
+    "gcs_bucket",
+    "gcs_service",
+    "gcs_url",
     "override",
     "postgres_dsn",
     "postgres_service",
@@ -36,6 +53,9 @@ __all__ = [
     "redis_service",
     "redis_test_db",
     "redis_url",
+    "s3_bucket",
+    "s3_service",
+    "s3_url",
 ]
 
 

@@ -9,11 +9,15 @@ from pathlib import Path
 from typing import Any
 
 from fastapi import FastAPI
+from sqlalchemy import select
 
 from dtpyfw.api import create_app
-from dtpyfw.container import ServiceContainer, ServiceContainerInstance
+from dtpyfw.container import ServiceContainerInstance
 from dtpyfw.db import acreate_all
+from examples.notes_service.auth import auth_router
+from examples.notes_service.models import User
 from examples.notes_service.routes import events_router, router
+from examples.notes_service.settings import NotesContainer, NotesSettings
 
 CONFIG = Path(__file__).with_name("config.yaml")
 _log = logging.getLogger("notes_service")
@@ -21,7 +25,7 @@ _log = logging.getLogger("notes_service")
 
 def build_container(config: str | Path = CONFIG, **load_options: Any) -> ServiceContainerInstance:
     """The container from the YAML file (environment and .env apply as usual)."""
-    return ServiceContainer.from_yaml(config, **load_options)
+    return NotesContainer.from_yaml(config, **load_options)
 
 
 def build_app(container: ServiceContainerInstance | None = None) -> FastAPI:
@@ -30,7 +34,9 @@ def build_app(container: ServiceContainerInstance | None = None) -> FastAPI:
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        await acreate_all(await container.db.async_database())
+        database = await container.db.async_database()
+        await acreate_all(database)
+        await _seed_demo_user(container, database)
         bus = container.messaging.async_bus()
 
         @bus.handler("note.created", group="audit")
@@ -41,7 +47,30 @@ def build_app(container: ServiceContainerInstance | None = None) -> FastAPI:
 
     return create_app(
         container,
-        routers=[router, events_router],
-        wire_modules=["examples.notes_service.routes"],
+        routers=[auth_router, router, events_router],
+        wire_modules=["examples.notes_service.routes", "examples.notes_service.auth"],
         lifespan=lifespan,
     )
+
+
+async def _seed_demo_user(container: ServiceContainerInstance, database: Any) -> None:
+    """Create the configured demo user when it does not exist yet (local runs)."""
+    settings = container.settings()
+    demo = settings.demo_user if isinstance(settings, NotesSettings) else None
+    if demo is None or not demo.enabled:
+        return
+    hasher = container.security.password_hasher()
+    async with database.session() as session:
+        if await session.scalar(select(User).where(User.username == demo.username)) is None:
+            password_hash = await hasher.ahash(demo.password.get_secret_value())
+            session.add(
+                User(
+                    username=demo.username,
+                    password_hash=password_hash,
+                    scopes=" ".join(demo.scopes),
+                )
+            )
+            _log.warning(
+                "demo user created; its default password is for local runs only",
+                extra={"username": demo.username},
+            )

@@ -4,15 +4,17 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends
+from fastapi import APIRouter, Depends, Query
 from pydantic import BaseModel, Field
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from dtpyfw.api import ListQuery, OffsetPage, Page, list_query, require_scopes
 from dtpyfw.container import Provide, ServiceContainer, inject
 from dtpyfw.core.errors import ObjectNotFound
+from dtpyfw.db import FilterSpec
 from examples.notes_service.models import Note
 
 router = APIRouter(prefix="/notes", tags=["notes"])
@@ -35,7 +37,21 @@ class NoteWithBody(NoteOut):
     body: str
 
 
-@router.post("", status_code=201, response_model=NoteOut)
+#: What a client may filter and sort the notes list by (anything else is a 400).
+NOTE_FILTERS = FilterSpec(
+    Note,
+    fields={
+        "title": {"eq", "ilike", "in"},
+        "size": {"eq", "gt", "gte", "lt", "lte", "range"},
+        "created_at": {"gte", "lte", "range"},
+    },
+    sortable={"title", "size", "created_at"},
+    default_sort=("-created_at",),
+)
+writers = require_scopes("notes:write")
+
+
+@router.post("", status_code=201, response_model=NoteOut, dependencies=[Depends(writers)])
 @inject
 async def create_note(
     payload: NoteIn,
@@ -43,7 +59,7 @@ async def create_note(
     store: Any = Depends(Provide[ServiceContainer.storage.async_store]),
     bus: Any = Depends(Provide[ServiceContainer.messaging.async_bus]),
 ) -> NoteOut:
-    """Store the body, record the note, announce it. The session commits with the request."""
+    """Store the body, record the note, announce it (needs the notes:write scope)."""
     body = payload.body.encode("utf-8")
     note = Note(title=payload.title, size=len(body))
     session.add(note)
@@ -55,14 +71,20 @@ async def create_note(
     return NoteOut(id=note.id, title=note.title, size=note.size, created_at=note.created_at)
 
 
-@router.get("", response_model=list[NoteOut])
+@router.get("", response_model=Page[NoteOut])
 @inject
 async def list_notes(
+    page: Annotated[OffsetPage, Query()],
+    query: Annotated[ListQuery, Depends(list_query())],
     session: AsyncSession = Depends(Provide[ServiceContainer.db.async_session]),
-) -> list[NoteOut]:
-    """Newest first."""
-    rows = (await session.scalars(select(Note).order_by(Note.id.desc()).limit(100))).all()
-    return [NoteOut(id=n.id, title=n.title, size=n.size, created_at=n.created_at) for n in rows]
+) -> Page[NoteOut]:
+    """Newest first by default: ``?title__ilike=%25draft%25&size__gte=10&sort=title&limit=10``."""
+    stmt = NOTE_FILTERS.apply(select(Note), query.filters, query.sort)
+    rows = (await session.scalars(stmt.limit(page.limit).offset(page.offset))).all()
+    counted = select(func.count()).select_from(Note).where(*NOTE_FILTERS.where(query.filters))
+    total = int(await session.scalar(counted) or 0)
+    items = [NoteOut(id=n.id, title=n.title, size=n.size, created_at=n.created_at) for n in rows]
+    return Page[NoteOut](items=items, total=total, limit=page.limit, offset=page.offset)
 
 
 @router.get("/{note_id}", response_model=NoteWithBody)

@@ -13,12 +13,15 @@ PACKAGES = [
     "dtpyfw.container",
     "dtpyfw.core",
     "dtpyfw.db",
+    "dtpyfw.ftp",
     "dtpyfw.http",
     "dtpyfw.log",
     "dtpyfw.messaging",
     "dtpyfw.redis",
+    "dtpyfw.security",
     "dtpyfw.storage",
     "dtpyfw.testing",
+    "dtpyfw.worker",
 ]
 
 

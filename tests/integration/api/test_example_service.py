@@ -1,4 +1,4 @@
-"""The example service end to end: database, storage and bus through the container."""
+"""The example service end to end: database, storage, bus and auth through the container."""
 
 from __future__ import annotations
 
@@ -22,22 +22,35 @@ ROOT = Path(__file__).resolve().parents[3]
 
 @pytest.fixture
 def client(tmp_path: Path) -> Iterator[TestClient]:
-    env = {"NOTES_DB": str(tmp_path / "notes.sqlite3"), "NOTES_STORAGE": str(tmp_path / "objects")}
+    env = {
+        "NOTES_DB": str(tmp_path / "notes.sqlite3"),
+        "NOTES_STORAGE": str(tmp_path / "objects"),
+        "NOTES_BCRYPT_ROUNDS": "10",
+    }
     container = build_container(env=env, env_file=None)
     with TestClient(build_app(container)) as test_client:
         yield test_client
 
 
+def _login(client: TestClient | httpx.Client) -> dict[str, str]:
+    """Log in as the demo user; the Authorization header of its access token."""
+    response = client.post("/auth/login", json={"username": "demo", "password": "demo-password"})
+    assert response.status_code == 200, response.text
+    return {"Authorization": f"Bearer {response.json()['access_token']}"}
+
+
 def test_create_read_list_and_events(client: TestClient, tmp_path: Path) -> None:
     """A note round-trips through SQLite and local storage and is announced on the bus."""
-    created = client.post("/notes", json={"title": "hello", "body": "first note"})
+    created = client.post(
+        "/notes", json={"title": "hello", "body": "first note"}, headers=_login(client)
+    )
     assert created.status_code == 201, created.text
     note = created.json()
     fetched = client.get(f"/notes/{note['id']}").json()
     assert fetched["body"] == "first note"
     assert fetched["size"] == len(b"first note")
     assert (tmp_path / "objects" / "notes" / f"{note['id']}.txt").read_bytes() == b"first note"
-    assert [n["id"] for n in client.get("/notes").json()] == [note["id"]]
+    assert [n["id"] for n in client.get("/notes").json()["items"]] == [note["id"]]
     events = client.get("/events").json()
     assert [e["type"] for e in events] == ["note.created"]
     assert events[0]["subject"] == note["id"]
@@ -48,9 +61,9 @@ def test_missing_note_and_invalid_input_are_problems(client: TestClient) -> None
     missing = client.get(f"/notes/{uuid.uuid4()}")
     assert missing.status_code == 404
     assert missing.headers["content-type"] == "application/problem+json"
-    invalid = client.post("/notes", json={"title": "", "body": "x"})
+    invalid = client.post("/notes", json={"title": "", "body": "x"}, headers=_login(client))
     assert invalid.status_code == 422
-    assert client.get("/notes").json() == []
+    assert client.get("/notes").json() == {"items": [], "total": 0, "limit": 20, "offset": 0}
 
 
 def _free_port() -> int:
@@ -66,6 +79,7 @@ def test_module_entry_point_serves_on_loopback(tmp_path: Path) -> None:
         **os.environ,
         "NOTES_DB": str(tmp_path / "n.sqlite3"),
         "NOTES_STORAGE": str(tmp_path / "o"),
+        "NOTES_BCRYPT_ROUNDS": "10",
     }
     process = subprocess.Popen(
         [sys.executable, "-m", "examples.notes_service", "--port", str(port)],
@@ -89,7 +103,8 @@ def test_module_entry_point_serves_on_loopback(tmp_path: Path) -> None:
                     raise
                 time.sleep(0.05)  # polling a condition with a deadline, not a fixed wait
         assert response.status_code == 200
-        created = httpx.post(f"http://127.0.0.1:{port}/notes", json={"title": "t", "body": "b"})
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}") as http:
+            created = http.post("/notes", json={"title": "t", "body": "b"}, headers=_login(http))
         assert created.status_code == 201
     finally:
         process.terminate()

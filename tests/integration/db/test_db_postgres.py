@@ -46,6 +46,9 @@ class Order(ModelBase):
     customer_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("it_db_customers.id"))
 
 
+TABLES = [Customer.__table__, Order.__table__]
+
+
 class BoomError(Exception):
     """An application error raised inside a session block."""
 
@@ -62,7 +65,8 @@ def database(postgres_url: str) -> Iterator[Database]:
     """A sync Database on a fresh PostgreSQL database with the model tables created."""
     engine = create_sync_engine(DatabaseSettings(url=postgres_url))
     database = Database(engine)
-    create_all(database)
+    with engine.begin() as connection:
+        ModelBase.metadata.create_all(connection, tables=TABLES)
     yield database
     engine.dispose()
 
@@ -72,7 +76,8 @@ async def adatabase(postgres_url: str) -> AsyncIterator[AsyncDatabase]:
     """An async Database on a fresh PostgreSQL database with the model tables created."""
     engine = create_async_engine(DatabaseSettings(url=postgres_url))
     database = AsyncDatabase(engine)
-    await acreate_all(database)
+    async with engine.begin() as connection:
+        await connection.run_sync(ModelBase.metadata.create_all, tables=TABLES)
     yield database
     await engine.dispose()
 
@@ -277,3 +282,50 @@ def test_server_timestamps_are_timezone_aware(database: Database) -> None:
     assert isinstance(columns["id"], sqlalchemy.UUID)
     assert isinstance(columns["created_at"], sqlalchemy.TIMESTAMP)
     assert columns["created_at"].timezone is True
+
+
+def test_ssl_options_reach_the_server(postgres_url: str) -> None:
+    """sslmode=disable connects in clear text; sslmode=require gets SSL or refuses to connect."""
+    plain = create_sync_engine(DatabaseSettings(url=postgres_url, sslmode="disable"))
+    try:
+        with plain.connect() as connection:
+            server_ssl = connection.execute(text("SHOW ssl")).scalar_one() == "on"
+            query = text("SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()")
+            assert connection.execute(query).scalar_one() is False
+    finally:
+        plain.dispose()
+    secure = create_sync_engine(DatabaseSettings(url=postgres_url, sslmode="require"))
+    try:
+        if server_ssl:
+            with Database(secure).session() as session:
+                assert session.execute(query).scalar_one() is True
+        else:
+            with (
+                pytest.raises(DatabaseError, match="SSL"),
+                Database(secure).session() as session,
+            ):
+                session.execute(text("SELECT 1"))
+    finally:
+        secure.dispose()
+
+
+def test_create_all_creates_every_model_table(postgres_url: str) -> None:
+    """create_all() makes every table of ModelBase.metadata on PostgreSQL."""
+    engine = create_sync_engine(DatabaseSettings(url=postgres_url))
+    try:
+        create_all(Database(engine))
+        assert set(ModelBase.metadata.tables) <= set(inspect(engine).get_table_names())
+    finally:
+        engine.dispose()
+
+
+async def test_acreate_all_creates_every_model_table(postgres_url: str) -> None:
+    """acreate_all() makes every table of ModelBase.metadata through the async engine."""
+    engine = create_async_engine(DatabaseSettings(url=postgres_url))
+    try:
+        await acreate_all(AsyncDatabase(engine))
+        async with engine.connect() as connection:
+            names = await connection.run_sync(lambda c: inspect(c).get_table_names())
+        assert set(ModelBase.metadata.tables) <= set(names)
+    finally:
+        await engine.dispose()

@@ -142,7 +142,8 @@ def test_unknown_top_level_section_is_an_error(tmp_path: Path) -> None:
         load_settings(config, env=NO_ENV, env_file=None)
     assert problems(exc) == [
         f"{config}:1: sevice: unknown key 'sevice' (did you mean 'service'?); "
-        "expected one of: db, http, log, messaging, redis, service, storage"
+        "expected one of: db, ftp, http, kafka, log, messaging, redis, security, service, "
+        "storage, worker"
     ]
 
 
@@ -172,7 +173,7 @@ def test_unknown_backend_points_at_backend_key(tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as exc:
         load_settings(config, env=NO_ENV, env_file=None)
     assert problems(exc) == [
-        f"{config}:2: storage.backend: backend must be one of: local, memory; got 's4'"
+        f"{config}:2: storage.backend: backend must be one of: local, memory, s3, gcs; got 's4'"
     ]
 
 

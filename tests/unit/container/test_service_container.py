@@ -41,6 +41,10 @@ def test_absent_subsystem_is_not_built_and_says_how_to_enable(
         "storage": True,
         "messaging": True,
         "redis": False,
+        "kafka": False,
+        "ftp": False,
+        "security": False,
+        "worker": False,
     }
     with pytest.raises(
         NotConfigured,

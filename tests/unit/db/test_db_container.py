@@ -259,3 +259,34 @@ async def test_async_shutdown_resources_disposes_every_engine(
     await container.shutdown_resources()
     assert sorted(map(id, disposed)) == sorted([id(engine), id(async_engine.sync_engine)])
     assert not container.async_engine.initialized
+
+
+async def test_read_sessions_use_the_replica(tmp_path: Path) -> None:
+    """read_session / async_read_session are per-scope sessions on the replica's engines."""
+    settings = DatabaseSettings.model_validate(
+        {"name": str(tmp_path / "p.sqlite3"), "replica": {"name": str(tmp_path / "r.sqlite3")}}
+    )
+    container: Any = DatabaseContainer(settings=settings)
+    try:
+        with scope():
+            reader = container.read_session()
+            assert reader.get_bind() is container.replica_engine()
+            assert container.read_session() is reader
+            assert container.session().get_bind() is container.engine()
+        async with ascope():
+            areader: AsyncSession = await container.async_read_session()
+            assert areader.bind is await container.async_replica_engine()
+            assert (await container.async_session()).bind is await container.async_engine()
+    finally:
+        await container.shutdown_resources()
+
+
+def test_read_session_without_a_replica_reads_the_primary(container: Any) -> None:
+    """Without settings.replica, read_session is a second session on the primary."""
+    with scope():
+        container.session().add(Task(title="written"))
+    with scope():
+        reader = container.read_session()
+        assert reader is not container.session()
+        assert reader.get_bind() is container.engine()
+        assert reader.scalars(select(Task.title)).all() == ["written"]

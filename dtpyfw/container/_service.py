@@ -305,7 +305,10 @@ class ServiceContainer(containers.DeclarativeContainer):
         redis_settings=settings.provided.redis,
     )
     worker = providers.Container(
-        WorkerContainer, settings=settings.provided.worker, redis_settings=settings.provided.redis
+        WorkerContainer,
+        settings=settings.provided.worker,
+        redis_settings=settings.provided.redis,
+        kafka_settings=settings.provided.kafka,
     )
 
     @classmethod

@@ -13,8 +13,9 @@
 
 Where tasks wait and run is the ``worker.strategy`` setting: ``inline``
 (inside ``delay()``, for tests), ``threads`` / ``asyncio`` (in this process,
-from an in-memory priority queue) or ``redis`` (in Redis, for
-``dtpyfw worker run`` processes). See ``docs/worker.md``.
+from an in-memory priority queue), ``redis`` (in Redis, for
+``dtpyfw worker run`` processes) or ``kafka`` (on Kafka topics per queue and
+priority band, state in Redis). See ``docs/worker.md``.
 """
 
 import typing as _typing
@@ -39,6 +40,7 @@ if _typing.TYPE_CHECKING:
     from dtpyfw.worker._broker import Broker, Tick
     from dtpyfw.worker._container import WorkerContainer
     from dtpyfw.worker._inline import InlineBroker
+    from dtpyfw.worker._kafka import KafkaBroker
     from dtpyfw.worker._memory import MemoryBroker
     from dtpyfw.worker._queue import TaskHandle, TaskQueue
     from dtpyfw.worker._records import QueueStats, TaskInfo, TaskMessage, TaskState, WorkerInfo
@@ -64,6 +66,7 @@ __all__ = [
     "InvalidSchedule",
     "InvalidTaskArguments",
     "InvalidTaskResult",
+    "KafkaBroker",
     "MemoryBroker",
     "Priority",
     "QueueStats",
@@ -104,6 +107,7 @@ _LAZY = {
     "Tick": "dtpyfw.worker._broker",
     "WorkerContainer": "dtpyfw.worker._container",
     "InlineBroker": "dtpyfw.worker._inline",
+    "KafkaBroker": "dtpyfw.worker._kafka",
     "MemoryBroker": "dtpyfw.worker._memory",
     "TaskHandle": "dtpyfw.worker._queue",
     "TaskQueue": "dtpyfw.worker._queue",

@@ -2,9 +2,10 @@
 
 ``broker`` is a ``Selector`` on ``settings.strategy``: switching from
 ``threads`` to ``redis`` is a change of settings (``DTPYFW_WORKER__STRATEGY=redis``),
-never of code. The container takes the ``redis`` *settings*, not the redis
-subsystem's providers, so a service without a ``redis:`` section composes and
-starts as before; the Redis broker opens its own connections on first use.
+never of code. The container takes the ``redis`` and ``kafka`` *settings*,
+not those subsystems' providers, so a service without those sections
+composes and starts as before; the brokers open their own connections on
+first use.
 
 ``queue`` is a Resource: it binds itself as the queue ``task.delay()`` uses,
 starts the in-process worker of the ``threads`` strategy (the ``asyncio``
@@ -29,6 +30,7 @@ from typing import Any
 from dependency_injector import containers, providers
 
 from dtpyfw.worker._inline import InlineBroker
+from dtpyfw.worker._kafka import KafkaBroker
 from dtpyfw.worker._memory import MemoryBroker
 from dtpyfw.worker._queue import TaskQueue
 from dtpyfw.worker._redis import RedisBroker
@@ -77,12 +79,14 @@ async def _aping(queue: TaskQueue) -> None:
 class WorkerContainer(containers.DeclarativeContainer):
     """Background tasks; provide ``settings`` (a WorkerSettings) when building it.
 
-    ``redis_settings`` (a RedisSettings or None) is needed only by the
-    ``redis`` strategy; ``registry`` defaults to the registry ``@task`` fills.
+    ``redis_settings`` (a RedisSettings or None) is needed by the ``redis``
+    and ``kafka`` strategies, ``kafka_settings`` by ``kafka`` only;
+    ``registry`` defaults to the registry ``@task`` fills.
     """
 
     settings = providers.Dependency(instance_of=WorkerSettings)
     redis_settings: providers.Dependency[Any] = providers.Dependency(default=providers.Object(None))
+    kafka_settings: providers.Dependency[Any] = providers.Dependency(default=providers.Object(None))
     registry = providers.Object(default_registry)
     broker = providers.Selector(
         settings.provided.strategy,
@@ -90,6 +94,7 @@ class WorkerContainer(containers.DeclarativeContainer):
         threads=providers.Singleton(MemoryBroker, settings),
         asyncio=providers.Singleton(MemoryBroker, settings),
         redis=providers.Singleton(RedisBroker, settings, redis_settings),
+        kafka=providers.Singleton(KafkaBroker, settings, redis_settings, kafka_settings),
     )
     queue = providers.Resource(_queue, broker, settings, registry)
     #: Opened by ``ainit_resources`` only; closes the asynchronous side gracefully.

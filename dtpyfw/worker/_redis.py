@@ -416,8 +416,8 @@ class RedisBroker:
     def __init__(self, settings: WorkerSettings, redis_settings: RedisSettings | None) -> None:
         if redis_settings is None:
             raise ConfigError(
-                "worker.strategy is 'redis' but the settings have no `redis:` section "
-                "saying where Redis is; add one (an empty `redis:` means 127.0.0.1:6379)"
+                f"worker.strategy is {settings.strategy!r} but the settings have no `redis:` "
+                "section saying where Redis is; add one (an empty `redis:` means 127.0.0.1:6379)"
             )
         require("redis", "redis")
         self.settings = settings
@@ -429,6 +429,7 @@ class RedisBroker:
         self._scripts: dict[str, Any] = {}
         self._connections = redis_settings.max_connections
         self._next_due = 0.0
+        self._script_texts = _SCRIPTS
 
     def __repr__(self) -> str:
         return f"<RedisBroker namespace={self.settings.namespace!r}>"
@@ -726,7 +727,8 @@ class RedisBroker:
                     )
                     client = create_client(sized)
                     self._scripts = {
-                        name: client.register_script(text) for name, text in _SCRIPTS.items()
+                        name: client.register_script(text)
+                        for name, text in self._script_texts.items()
                     }
                     self._client = client
         return client, self._scripts
@@ -737,7 +739,9 @@ class RedisBroker:
         entry = self._async_clients.get(id(loop))
         if entry is None:
             client = create_async_client(self.redis_settings)
-            scripts = {name: client.register_script(text) for name, text in _SCRIPTS.items()}
+            scripts = {
+                name: client.register_script(text) for name, text in self._script_texts.items()
+            }
             entry = self._async_clients[id(loop)] = (client, scripts)
         return entry
 
@@ -790,13 +794,17 @@ class RedisBroker:
         return args
 
     def _deliveries(self, claimed: list[Any]) -> list[Delivery]:
-        next_due = int(claimed[0])
-        if next_due >= 0:
-            self._next_due = time.monotonic() + next_due / 1000
-        else:
-            self._next_due = 0.0
+        self._note_due(int(claimed[0]))
+        return self._rows_to_deliveries(claimed[1:])
+
+    def _note_due(self, next_due_ms: int) -> None:
+        """Remember when the next delayed task or lease falls due (-1: none), for :meth:`wait`."""
+        self._next_due = time.monotonic() + next_due_ms / 1000 if next_due_ms >= 0 else 0.0
+
+    @staticmethod
+    def _rows_to_deliveries(rows: Sequence[Any]) -> list[Delivery]:
         out = []
-        for task_id, raw, attempt, number, enqueued in claimed[1:]:
+        for task_id, raw, attempt, number, enqueued in rows:
             problem = None
             try:
                 message = TaskMessage.decode(raw)

@@ -107,15 +107,18 @@ class WorkerSettings(BaseModel):
     ``inline`` runs a task inside ``delay()`` (for tests); ``threads`` and
     ``asyncio`` run tasks in this process from an in-memory priority queue
     (lost when the process stops); ``redis`` keeps tasks in Redis (the
-    ``redis`` section says where) for ``dtpyfw worker run`` processes.
+    ``redis`` section says where) for ``dtpyfw worker run`` processes;
+    ``kafka`` sends them on Kafka topics (the ``kafka`` section), one per
+    queue and priority band, and keeps their state in Redis.
     """
 
     model_config = ConfigDict(extra="forbid")
 
-    strategy: Literal["inline", "threads", "asyncio", "redis"] = Field(
+    strategy: Literal["inline", "threads", "asyncio", "redis", "kafka"] = Field(
         default="threads",
         description="where tasks wait and run: inline (inside delay(), for tests), threads "
-        "or asyncio (in this process, in memory), redis (dtpyfw worker run processes)",
+        "or asyncio (in this process, in memory), redis or kafka (dtpyfw worker run "
+        "processes; kafka also needs the redis section, for task state)",
     )
     queues: list[Annotated[str, Field(pattern=_NAME_PATTERN)]] = Field(
         default_factory=lambda: ["default"],
@@ -127,7 +130,15 @@ class WorkerSettings(BaseModel):
     )
     concurrency: int = Field(default=4, ge=1, le=1024, description="tasks run at once per worker")
     namespace: str = Field(
-        default="dtpyfw", pattern=_NAME_PATTERN, description="prefix of every Redis key"
+        default="dtpyfw",
+        pattern=_NAME_PATTERN,
+        description="prefix of every Redis key, Kafka topic and consumer group",
+    )
+    partitions: int = Field(
+        default=6,
+        ge=1,
+        description="partitions of each Kafka task topic (kafka strategy), set when the topic "
+        "is created; the most worker processes that share one priority band",
     )
     retry: RetryPolicy = Field(
         default_factory=lambda: RetryPolicy(

@@ -232,6 +232,6 @@ def test_commands_explain_what_is_missing(
     local = tmp_path / "local.yaml"
     local.write_text("worker:\n  strategy: threads\n")
     assert cli("worker", "run", "--config", str(local))[0] == 1
-    assert "set `worker: {strategy: redis}` to run worker processes" in capsys.readouterr().err
+    assert "set `worker: {strategy: redis}` (or kafka) to run worker" in capsys.readouterr().err
     assert cli("worker", "dlq", "list", "--config", str(local))[0] == 1
     assert "no shared queue to inspect" in capsys.readouterr().err

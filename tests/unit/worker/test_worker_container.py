@@ -17,6 +17,7 @@ from dtpyfw.core.errors import ConfigError, NotConfigured
 from dtpyfw.testing import closing_container, embedded_settings
 from dtpyfw.worker import (
     InlineBroker,
+    KafkaBroker,
     MemoryBroker,
     TaskQueue,
     TaskRegistry,
@@ -24,6 +25,7 @@ from dtpyfw.worker import (
     current_queue,
     task,
 )
+from dtpyfw.worker._kafka import band_of, topic_for
 
 REGISTRY = TaskRegistry()
 
@@ -116,6 +118,36 @@ def test_redis_strategy_without_a_redis_section_fails_at_start(tmp_path: Path) -
     container.validate()
     with pytest.raises(ConfigError, match="no `redis:` section"):
         container.init_resources()
+
+
+def test_kafka_strategy_names_each_missing_section(tmp_path: Path) -> None:
+    """kafka needs the kafka section (where records go) and redis (where state lives)."""
+    settings = embedded_settings(tmp_path, worker={"strategy": "kafka"})
+    container = ServiceContainer.from_settings(settings)
+    with pytest.raises(ConfigError, match="no `kafka:` section"):
+        container.init_resources()
+    settings = embedded_settings(
+        tmp_path, worker={"strategy": "kafka"}, kafka={"bootstrap_servers": ["127.0.0.1:1"]}
+    )
+    container = ServiceContainer.from_settings(settings)
+    with pytest.raises(ConfigError, match="strategy is 'kafka' but the settings have no `redis:`"):
+        container.init_resources()
+
+
+def test_kafka_strategy_selects_the_kafka_broker(tmp_path: Path) -> None:
+    """Switching to kafka is settings only; building the broker connects nothing."""
+    settings = embedded_settings(
+        tmp_path,
+        worker={"strategy": "kafka", "namespace": "shop"},
+        kafka={"bootstrap_servers": ["127.0.0.1:1"]},
+        redis={"url": "redis://127.0.0.1:1/0"},
+    )
+    broker = ServiceContainer.from_settings(settings).worker.broker()
+    assert isinstance(broker, KafkaBroker)
+    assert broker.group == "shop.workers"
+    assert topic_for("shop", "mail", 9) == "shop.tasks.mail.high"
+    assert [band_of(p)[0] for p in range(10)] == ["low"] * 4 + ["normal"] * 3 + ["high"] * 3
+    assert [band_of(p)[1] for p in (0, 3, 4, 6, 7, 9)] == [4, 4, 7, 7, 10, 10]
 
 
 def test_bind_overrides_the_container_queue(threads: ServiceContainerInstance) -> None:

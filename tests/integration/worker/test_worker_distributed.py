@@ -1,10 +1,15 @@
-"""The redis strategy against a real redis-server: priorities, retries, DLQ, leases, limits."""
+"""The distributed strategies on real servers: priorities, retries, DLQ, leases, limits.
+
+Every test runs on the ``redis`` strategy and on ``kafka`` (Kafka-protocol
+broker from the harness, task state in Redis) unless it says otherwise.
+"""
 
 from __future__ import annotations
 
 import itertools
 import threading
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -13,8 +18,10 @@ import pytest
 import redis
 
 from dtpyfw.core.retry import RetryPolicy
+from dtpyfw.kafka import KafkaSettings
 from dtpyfw.redis import RedisSettings
 from dtpyfw.worker import (
+    KafkaBroker,
     RedisBroker,
     SoftTimeLimitExceeded,
     TaskCancelled,
@@ -28,7 +35,7 @@ from dtpyfw.worker import (
     current_task,
     task,
 )
-from dtpyfw.worker._records import Outcome
+from dtpyfw.worker._records import Delivery, Outcome
 
 REGISTRY = TaskRegistry()
 ORDER: list[int] = []
@@ -125,16 +132,37 @@ def _reset() -> Iterator[None]:
     GATE.set()
 
 
+@pytest.fixture(params=["redis", "kafka"])
+def strategy(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
 @pytest.fixture
-def make_queue(redis_url: str) -> Iterator[Callable[..., TaskQueue]]:
+def make_queue(
+    strategy: str, redis_url: str, request: pytest.FixtureRequest
+) -> Iterator[Callable[..., TaskQueue]]:
     made: list[TaskQueue] = []
+    # Kafka keeps topics and group offsets for the whole session: a namespace per test
+    # keeps one test's records and group members away from the next.
+    namespace = "dtpyfw" if strategy == "redis" else f"t{uuid.uuid4().hex[:10]}"
 
     def make(**options: Any) -> TaskQueue:
         settings = WorkerSettings.model_validate(
-            {"strategy": "redis", "poll_interval": 0.05, "shutdown_timeout": 5, **options}
+            {
+                "strategy": strategy,
+                "namespace": namespace,
+                "poll_interval": 0.05,
+                "shutdown_timeout": 5,
+                **options,
+            }
         )
         redis = RedisSettings.model_validate({"url": redis_url})
-        queue = TaskQueue(RedisBroker(settings, redis), settings, REGISTRY)
+        if strategy == "kafka":
+            kafka = KafkaSettings.model_validate(request.getfixturevalue("kafka_test_settings"))
+            broker: RedisBroker = KafkaBroker(settings, redis, kafka)
+        else:
+            broker = RedisBroker(settings, redis)
+        queue = TaskQueue(broker, settings, REGISTRY)
         made.append(queue)
         return queue
 
@@ -167,6 +195,16 @@ def wait_until(condition: Callable[[], bool], timeout: float = 10.0) -> None:
         time.sleep(0.01)
 
 
+def take_one(queue: TaskQueue, consumer: str) -> Delivery:
+    """Take one task by hand, as a worker slot does (Kafka needs a few polls to join)."""
+    deadline = time.monotonic() + 10
+    while not (deliveries := queue.broker.exchange([], ["default"], 1, consumer)):
+        assert time.monotonic() < deadline, "nothing to take"
+        queue.broker.wait(["default"], 0.2, consumer)
+    (delivery,) = deliveries
+    return delivery
+
+
 def take_all(queue: TaskQueue) -> list[int]:
     taken = []
     while deliveries := queue.broker.exchange([], ["default"], 1, "reader"):
@@ -174,6 +212,7 @@ def take_all(queue: TaskQueue) -> list[int]:
     return taken
 
 
+@pytest.mark.parametrize("strategy", ["redis"])
 def test_priority_and_the_starvation_rule_match_the_memory_broker(
     make_queue: Callable[..., TaskQueue],
 ) -> None:
@@ -283,12 +322,13 @@ def test_bad_input_is_recorded_and_the_worker_carries_on(
         "InvalidTaskResult: task 'unserialisable' returned a lock, which is not JSON"
     )
     mangled = queue.enqueue(record, (4,), delay=60)
+    job = f"{{{queue.settings.namespace}}}:job:"
     with redis.Redis.from_url(redis_url) as client:
-        client.hset(f"{{dtpyfw}}:job:{mangled.id}", "msg", b"{not json")
+        client.hset(job + mangled.id, "msg", b"{not json")
     assert queue.cancel(mangled.id) is True  # cancel reads the state, not the envelope
     broken = queue.enqueue(record, (5,), delay=0.3)  # mangled before a worker can take it
     with redis.Redis.from_url(redis_url) as client:
-        client.hset(f"{{dtpyfw}}:job:{broken.id}", "msg", b"{not json")
+        client.hset(job + broken.id, "msg", b"{not json")
     wait_until(lambda: len(queue.dead_letters()) == 4)
     info = queue.info(broken.id)
     assert info is not None
@@ -305,7 +345,9 @@ def test_a_task_of_a_silent_worker_is_redelivered_once(
     """A lease nobody renews expires; the task runs again; the late outcome is ignored."""
     queue = make_queue(visibility_timeout=0.3)
     handle = queue.enqueue(record, (5,))
-    (ghost,) = queue.broker.exchange([], ["default"], 1, "ghost")  # takes it, then dies
+    silent = make_queue(visibility_timeout=0.3)
+    ghost = take_one(silent, "ghost")  # takes it, then goes silent (and leaves the group)
+    silent.close()
     assert handle.status() is TaskState.RUNNING
     start(queue, concurrency=1)
     assert handle.result(timeout=5) == 5

@@ -70,7 +70,7 @@ from dtpyfw.kafka._settings import KafkaSettings
 from dtpyfw.redis._settings import RedisSettings
 from dtpyfw.worker._broker import Head, Tick, choose
 from dtpyfw.worker._records import Delivery, Outcome, TaskMessage
-from dtpyfw.worker._redis import _COMMON, _SCRIPTS, RedisBroker, _failed, _redis_errors, _text
+from dtpyfw.worker._redis import _COMMON, _SCRIPTS, RedisBroker, _redis_errors, _text
 from dtpyfw.worker._settings import WorkerSettings
 
 logger = logging.getLogger("dtpyfw.worker")
@@ -213,6 +213,7 @@ class KafkaBroker(RedisBroker):
         self._poll_lock = threading.Lock()
         self._cond = threading.Condition()
         self._buffers: dict[TopicPartition, collections.deque[_Record]] = {}
+        self._inflight: dict[TopicPartition, set[int]] = {}
         self._next_offset: dict[TopicPartition, int] = {}
         self._committed: dict[TopicPartition, int] = {}
         self._paused: set[TopicPartition] = set()
@@ -232,18 +233,9 @@ class KafkaBroker(RedisBroker):
         self, message: TaskMessage, *, delay: float = 0.0, tick: Tick | None = None
     ) -> tuple[str, bool]:
         """The Redis ``enqueue`` step, then the record (its outbox entry waits for the ack)."""
-        client, scripts = self._sync()
-        pipe = client.pipeline(transaction=False)
-        scripts["enqueue"](
-            [self.prefix + "seq"],
-            [self.prefix, *self._enqueue_args(message, delay, tick)],
-            client=pipe,
+        ((created, task_id),) = self._pipelined(
+            [("enqueue", self._enqueue_args(message, delay, tick))], self._drop_acked()
         )
-        self._drop_acked(pipe)
-        try:
-            (created, task_id), *_ = pipe.execute()
-        except _redis_errors() as exc:
-            raise _failed("enqueue", exc) from exc
         if created and delay <= 0:
             self._send([(f"{_text(task_id)}:1", message.queue, message.priority)])
         return _text(task_id), bool(created)
@@ -282,22 +274,14 @@ class KafkaBroker(RedisBroker):
         consumer: str,
     ) -> list[Delivery]:
         """Record outcomes, promote due tasks, send the outbox, then take from the buffer."""
-        client, scripts = self._sync()
-        keys = [self.prefix + "seq"]
         visibility = self._ms(self.settings.visibility_timeout)
-        pipe = client.pipeline(transaction=False)
-        if finished:
-            scripts["finish"](keys, self._finish_args(finished), client=pipe)
+        calls: list[tuple[str, Sequence[Any]]] = (
+            [("finish", self._finish_args(finished))] if finished else []
+        )
         # The claim script with count 0 only moves due delayed tasks and lapsed leases.
-        sweep = [self.prefix, 0, consumer, visibility, self.settings.starvation_limit, *queues]
-        scripts["claim"](keys, sweep, client=pipe)
-        scripts["handoff"](keys, [self.prefix, self._handoff_ms, _HANDOFF_BATCH], client=pipe)
-        self._drop_acked(pipe)
-        try:
-            replies = pipe.execute()
-        except _redis_errors() as exc:
-            raise _failed("claim", exc) from exc
-        swept, due = replies[1 if finished else 0], replies[2 if finished else 1]
+        sweep = [0, consumer, visibility, self.settings.starvation_limit, *queues]
+        calls += [("claim", sweep), ("handoff", [self._handoff_ms, _HANDOFF_BATCH])]
+        *_applied, swept, due = self._pipelined(calls, self._drop_acked())
         self._note_due(int(swept[0]))
         self._send([(_text(m), _text(q), int(p)) for m, q, p in due])
         if count <= 0:
@@ -347,11 +331,11 @@ class KafkaBroker(RedisBroker):
                     self._commit(consumer, force=True)
                 finally:
                     consumer.close()
-        with contextlib.suppress(Exception):
-            if self._client is not None and self._acked:
-                pipe = self._client.pipeline(transaction=False)
-                self._drop_acked(pipe)
-                pipe.execute()
+        drop = self._drop_acked()
+        client: Any = self._client
+        if drop and client is not None:
+            with contextlib.suppress(*_redis_errors()):  # entries left are only sent again
+                client.execute_command(*drop[0])
         self._producer.close()
         super().close()
 
@@ -394,11 +378,11 @@ class KafkaBroker(RedisBroker):
         with self._acked_lock:
             self._acked.append(member)
 
-    def _drop_acked(self, pipe: Any) -> None:
+    def _drop_acked(self) -> list[list[str]]:
+        """The command that removes acknowledged records' outbox entries (if any)."""
         with self._acked_lock:
             acked, self._acked = self._acked, []
-        if acked:
-            pipe.zrem(self.prefix + "outbox", *acked)
+        return [["ZREM", self.prefix + "outbox", *acked]] if acked else []
 
     def _subscribe(self, queues: Sequence[str]) -> None:
         topics = tuple(t for queue in queues for t in self._topics_of(queue))
@@ -448,15 +432,20 @@ class KafkaBroker(RedisBroker):
                         exc,
                     )
                     continue
-                queue = self._buffers.setdefault(tp, collections.deque())
-                queue.append(entry)
-                if len(queue) >= _BUFFER_CAP and tp not in self._paused:
+                if self._hold(tp, entry) >= _BUFFER_CAP and tp not in self._paused:
                     full.append(tp)
             self._blocked = False
             self._cond.notify_all()
         if full:
             consumer.pause(full)
             self._paused.update(full)
+
+    def _hold(self, tp: TopicPartition, record: _Record) -> int:
+        """Under ``_cond``: buffer ``record`` read from ``tp``; how many wait there now."""
+        self._next_offset[tp] = record.offset + 1
+        queue = self._buffers.setdefault(tp, collections.deque())
+        queue.append(record)
+        return len(queue)
 
     def _resume_drained(self, consumer: Consumer) -> None:
         with self._cond:
@@ -468,42 +457,59 @@ class KafkaBroker(RedisBroker):
 
     def _take(self, count: int, consumer: str) -> list[Delivery]:
         with self._cond:
-            if not any(self._buffers.values()):
-                self._poll(0.0, blocking=False)  # only if no other slot is polling now
-            out: list[Delivery] = []
-            while len(out) < count:
-                heads = [
-                    Head(priority=queue[0].priority, seq=queue[0].timestamp, key=tp)
-                    for tp, queue in self._buffers.items()
-                    if queue
-                ]
-                limit = self.settings.starvation_limit
-                pick, skips = choose(heads, self._skips, limit)
-                if pick is None:
-                    break
-                tp = pick.key
-                assert isinstance(tp, TopicPartition)
-                record = self._buffers[tp][0]
-                forced = pick.priority < max(h.priority for h in heads) or (
-                    limit > 0 and self._refusals >= limit
-                )
-                floor = 10 if forced else band_of(record.priority)[1]
-                taken = self._run(
-                    "take",
-                    [consumer, self._ms(self.settings.visibility_timeout), record.task_id, floor],
-                )
+            empty = not any(self._buffers.values())
+        if empty:
+            self._poll(0.0, blocking=False)  # only if no other slot is polling now
+        out: list[Delivery] = []
+        visibility = self._ms(self.settings.visibility_timeout)
+        while len(out) < count:
+            # The record leaves the buffer for the Redis step, so that slots take in
+            # parallel; it stays "in flight" meanwhile, which holds back the commit.
+            with self._cond:
+                picked = self._pick()
+            if picked is None:
+                break
+            tp, record, floor, skips = picked
+            taken = self._run("take", [consumer, visibility, record.task_id, floor])
+            with self._cond:
+                self._inflight.get(tp, set()).discard(record.offset)
                 if int(taken[0]) < 0:
+                    if tp in self._next_offset:  # still ours: back to the head of the line
+                        self._buffers.setdefault(tp, collections.deque()).appendleft(record)
                     self._refusals += 1
                     self._blocked = True
                     break
-                self._buffers[tp].popleft()
                 if int(taken[0]) > 0:
                     self._skips, self._refusals = skips, 0
                     out += self._rows_to_deliveries([taken[1]])
-            return out
+        return out
+
+    def _pick(self) -> tuple[TopicPartition, _Record, int, int] | None:
+        """Under ``_cond``: the record to take next, the band floor to check, the new skips."""
+        heads = [
+            Head(priority=queue[0].priority, seq=queue[0].timestamp, key=tp)
+            for tp, queue in self._buffers.items()
+            if queue
+        ]
+        limit = self.settings.starvation_limit
+        pick, skips = choose(heads, self._skips, limit)
+        if pick is None:
+            return None
+        tp = pick.key
+        assert isinstance(tp, TopicPartition)
+        record = self._buffers[tp].popleft()
+        self._inflight.setdefault(tp, set()).add(record.offset)
+        forced = pick.priority < max(h.priority for h in heads) or (
+            limit > 0 and self._refusals >= limit
+        )
+        return tp, record, 10 if forced else band_of(record.priority)[1], skips
 
     def _commit(self, consumer: Consumer, *, force: bool) -> None:
-        """Commit each partition up to its first record not yet taken or skipped."""
+        """Commit each partition up to its first record not yet taken or skipped.
+
+        That is the lowest of: its oldest buffered record, its records in
+        flight (being taken), and the next offset to read.
+        """
         now = time.monotonic()
         if not force and now - self._last_commit < self.kafka_settings.consumer.commit_interval:
             return
@@ -511,7 +517,10 @@ class KafkaBroker(RedisBroker):
             offsets = {}
             for tp, next_offset in self._next_offset.items():
                 queue = self._buffers.get(tp)
-                position = queue[0].offset if queue else next_offset
+                waiting = [next_offset, *self._inflight.get(tp, ())]
+                if queue:
+                    waiting.append(queue[0].offset)
+                position = min(waiting)
                 if self._committed.get(tp) != position:
                     offsets[tp] = position
         if not offsets:
@@ -534,6 +543,7 @@ class KafkaBroker(RedisBroker):
         with self._cond:
             for tp in revoked:
                 self._buffers.pop(tp, None)
+                self._inflight.pop(tp, None)
                 self._next_offset.pop(tp, None)
                 self._committed.pop(tp, None)
             self._paused.difference_update(revoked)

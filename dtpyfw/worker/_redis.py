@@ -465,18 +465,13 @@ class RedisBroker:
         self, messages: Sequence[TaskMessage], *, delay: float = 0.0
     ) -> list[tuple[str, bool]]:
         """The ``enqueue`` script for each message, pipelined 500 at a time."""
-        client, scripts = self._sync()
-        keys = [self.prefix + "seq"]
         out: list[tuple[str, bool]] = []
         for start in range(0, len(messages), 500):
-            pipe = client.pipeline(transaction=False)
-            for message in messages[start : start + 500]:
-                args = [self.prefix, *self._enqueue_args(message, delay, None)]
-                scripts["enqueue"](keys, args, client=pipe)
-            try:
-                replies = pipe.execute()
-            except _redis_errors() as exc:
-                raise _failed("enqueue", exc) from exc
+            calls = [
+                ("enqueue", self._enqueue_args(message, delay, None))
+                for message in messages[start : start + 500]
+            ]
+            replies = self._pipelined(calls)
             out += [(_text(task_id), bool(created)) for created, task_id in replies]
         return out
 
@@ -522,26 +517,15 @@ class RedisBroker:
         consumer: str,
     ) -> list[Delivery]:
         """One round trip: the ``finish`` script (if any outcomes), then ``claim``."""
-        client, scripts = self._sync()
-        keys = [self.prefix + "seq"]
         claim_args = [
-            self.prefix,
             count,
             consumer,
             self._ms(self.settings.visibility_timeout),
             self.settings.starvation_limit,
             *queues,
         ]
-        try:
-            if finished:
-                pipe = client.pipeline(transaction=False)
-                scripts["finish"](keys, self._finish_args(finished), client=pipe)
-                scripts["claim"](keys, claim_args, client=pipe)
-                _applied, claimed = pipe.execute()
-            else:
-                claimed = scripts["claim"](keys, claim_args)
-        except _redis_errors() as exc:
-            raise _failed("claim", exc) from exc
+        calls = [("finish", self._finish_args(finished))] if finished else []
+        *_applied, claimed = self._pipelined([*calls, ("claim", claim_args)])
         return self._deliveries(claimed)
 
     def extend(self, deliveries: Sequence[Delivery]) -> None:
@@ -745,6 +729,54 @@ class RedisBroker:
             entry = self._async_clients[id(loop)] = (client, scripts)
         return entry
 
+    def _pipelined(
+        self, calls: Sequence[tuple[str, Sequence[Any]]], extra: Sequence[Sequence[Any]] = ()
+    ) -> list[Any]:
+        """Run scripts (then ``extra`` plain commands) in one round trip; the scripts' replies.
+
+        redis-py's pipelined ``Script`` calls ask ``SCRIPT EXISTS`` before every
+        execute, a second round trip; these go as bare ``EVALSHA``. The first
+        time, or should Redis have lost the scripts (a restart, ``SCRIPT
+        FLUSH``), the calls refused with NOSCRIPT (none of them ran) are sent
+        again once the scripts are loaded.
+        """
+        client, scripts = self._sync()
+        results = self._execute(client, calls, extra)
+        replies = results[: len(calls)]
+        noscript = require("redis.exceptions", "redis").NoScriptError
+        missing = [i for i, reply in enumerate(replies) if isinstance(reply, noscript)]
+        if missing:
+            try:
+                for script in scripts.values():
+                    client.script_load(script.script)
+            except _redis_errors() as exc:
+                raise _failed("SCRIPT LOAD", exc) from exc
+            again = self._execute(client, [calls[i] for i in missing], ())
+            for index, reply in zip(missing, again, strict=True):
+                replies[index] = reply
+        names = [name for name, _args in calls] + ["pipeline"] * len(extra)
+        for name, reply in zip(names, replies + results[len(calls) :], strict=True):
+            if isinstance(reply, Exception):
+                raise _failed(name, reply) from reply
+        return replies
+
+    def _execute(
+        self,
+        client: redis.Redis,
+        calls: Sequence[tuple[str, Sequence[Any]]],
+        extra: Sequence[Sequence[Any]],
+    ) -> list[Any]:
+        pipe: Any = client.pipeline(transaction=False)
+        key = self.prefix + "seq"
+        for name, args in calls:
+            pipe.evalsha(self._scripts[name].sha, 1, key, self.prefix, *args)
+        for command in extra:
+            pipe.execute_command(*command)
+        try:
+            return list(pipe.execute(raise_on_error=False))
+        except _redis_errors() as exc:
+            raise _failed(calls[0][0] if calls else "pipeline", exc) from exc
+
     def _run(self, script: str, args: Sequence[Any]) -> Any:
         _client, scripts = self._sync()
         try:
@@ -780,7 +812,7 @@ class RedisBroker:
         ]
 
     def _finish_args(self, finished: Sequence[tuple[Delivery, Outcome]]) -> list[Any]:
-        args: list[Any] = [self.prefix, self._ms(self.settings.result_ttl)]
+        args: list[Any] = [self._ms(self.settings.result_ttl)]
         for delivery, outcome in finished:
             args += [
                 delivery.id,

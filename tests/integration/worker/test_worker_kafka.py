@@ -7,7 +7,6 @@ retries, dead letters, leases, limits, schedules) is in
 
 from __future__ import annotations
 
-import collections
 import json
 import time
 import uuid
@@ -181,7 +180,7 @@ def test_a_lower_band_waits_for_higher_tasks_elsewhere_then_the_starvation_rule(
     low = queue.enqueue(record, (0,), priority="low")
     high = queue.enqueue(record, (9,), priority="high")
     tp = TopicPartition(topic_for(queue.settings.namespace, "default", 0), 0)
-    broker._buffers[tp] = collections.deque([_Record(low.id, 0, 0, 0)])
+    broker._hold(tp, _Record(low.id, 0, 0, 0))
     outcomes = [broker._take(1, "w") for _ in range(4)]
     tries = [i + 1 for i, taken in enumerate(outcomes) if taken]
     assert tries == ([] if taken_on_try is None else [taken_on_try])

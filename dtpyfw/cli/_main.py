@@ -86,10 +86,11 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _config_check(args: argparse.Namespace, out: TextIO) -> int:
+    from dtpyfw.container._service import PRIMARY_PROVIDER
+
     settings = _load(args)
-    enabled = [
-        name for name in ("db", "storage", "messaging", "redis") if getattr(settings, name, None)
-    ]
+    # Every optional section, in the container's order: the summary never lags a new one.
+    enabled = [name for name in PRIMARY_PROVIDER if getattr(settings, name, None)]
     print(f"ok: {args.file} (subsystems: {', '.join(enabled) or 'none'})", file=out)
     return EXIT_OK
 

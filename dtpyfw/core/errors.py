@@ -23,12 +23,19 @@ Third-party exceptions are chained (``raise ... from exc``), never swallowed::
     │   ├── NotSupported
     │   └── StorageUnavailable
     ├── MessagingError         publish / consume failures
-    │   └── HandlerNotFound
+    │   ├── HandlerNotFound
+    │   ├── InvalidMessage     dtpyfw.messaging: a message that cannot be decoded
+    │   └── PublishFailed      dtpyfw.kafka: the broker refused or timed out a write
     ├── CacheError             Redis client failures
+    │   ├── LockTimeout        dtpyfw.redis: a lock was not acquired in time
+    │   └── LockLost           dtpyfw.redis: a held lock expired before its release
     ├── FtpError               dtpyfw.ftp: FtpAuthError, FtpConnectionError, FtpTlsError,
     │                          FtpNotFound, FtpIntegrityError, FtpPoolTimeout, InvalidPath
     ├── WorkerError            dtpyfw.worker: TaskNotFound, InvalidTaskArguments,
-    │                          TaskFailed, TaskCancelled, ResultTimeout, time limits
+    │                          InvalidTaskResult, InvalidSchedule, TaskFailed,
+    │                          TaskCancelled, ResultTimeout, time limits
+    ├── RateLimited            dtpyfw.api: too many requests (429, Retry-After)
+    ├── BackendUnavailable     dtpyfw.testing: no server for an integration test
     └── SecurityError          dtpyfw.security: PasswordError, TokenError (401) ->
                                TokenExpired, TokenNotYetValid, InvalidAudience,
                                InvalidIssuer, InvalidSignature, MalformedToken,

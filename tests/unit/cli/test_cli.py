@@ -28,7 +28,19 @@ def test_example_file_is_generated_from_the_models_and_loads() -> None:
     )
     code, out = run("config", "check", str(example))
     assert code == 0
-    assert out.strip() == f"ok: {example} (subsystems: db, storage, messaging)"
+    assert out.strip() == f"ok: {example} (subsystems: db, storage, messaging, http)"
+
+
+def test_config_check_lists_every_configured_subsystem(tmp_path: Path) -> None:
+    """The summary names each section the container will build, the newer ones too."""
+    config = tmp_path / "config.yaml"
+    config.write_text(
+        "redis: {}\nkafka: {bootstrap_servers: ['127.0.0.1:9092']}\n"
+        "ftp: {host: 127.0.0.1}\nsecurity: {}\nworker: {strategy: kafka}\n"
+    )
+    code, out = run("config", "check", str(config))
+    assert code == 0
+    assert out.strip().endswith("(subsystems: redis, kafka, ftp, http, security, worker)")
 
 
 def test_wrong_key_in_example_gives_the_precise_error(

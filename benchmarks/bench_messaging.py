@@ -64,8 +64,7 @@ from dtpyfw.messaging import (
 )
 from dtpyfw.messaging._kafka import KafkaTransport
 from dtpyfw.redis import Cache
-from dtpyfw.testing import find_redis
-from dtpyfw.testing._kafka import bootstrap_of, create_topic, find_kafka
+from dtpyfw.testing import bootstrap_of, create_topic, find_kafka, find_redis
 
 MESSAGES = int(os.environ.get("BENCH_MESSAGES", "50000"))
 CONFIRMED = int(os.environ.get("BENCH_CONFIRMED", "500"))

@@ -21,4 +21,4 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 
 
 # pytester runs the backend fixtures in inner sessions (tests/integration/test_launchers.py).
-pytest_plugins = ["pytester", "dtpyfw.testing._kafka"]
+pytest_plugins = ["pytester"]

@@ -1,4 +1,4 @@
-"""pytest fixtures for tests that talk to real servers: PostgreSQL, Redis, S3, GCS, FTP(S).
+"""pytest fixtures for tests that talk to real servers: PostgreSQL, Redis, S3, GCS, FTP, Kafka.
 
 Session fixtures find (or start) one server per backend with
 :mod:`dtpyfw.testing._launchers`; function fixtures hand each test an isolated
@@ -9,6 +9,10 @@ slice of it:
   and after. Override ``redis_test_db`` in a conftest to reserve another one;
 * ``s3_bucket`` / ``gcs_bucket``: a fresh bucket on ``s3_url`` / ``gcs_url``,
   emptied and deleted afterwards;
+* ``kafka_bootstrap`` / ``kafka_test_settings``: the session's Kafka-protocol
+  broker (see :mod:`dtpyfw.testing._kafka`) and a ``kafka`` section with
+  short, test-friendly timings; ``kafka09_broker``: a fresh Kafka 0.9 broker
+  per test, for kill and restart tests;
 * ``ftp_url`` / ``ftps_url``: the server's URL whose path is a fresh
   directory, removed with its content afterwards. An ``ftps://`` URL carries
   the CA file that verifies the server in its ``ca_file`` query parameter.
@@ -21,6 +25,10 @@ because a CI run that silently skipped its integration tests proves nothing.
 from __future__ import annotations
 
 __all__ = [
+    "kafka09_broker",
+    "kafka_bootstrap",
+    "kafka_service",
+    "kafka_test_settings",
     "ftp_service",
     "ftp_url",
     "ftps_service",
@@ -44,12 +52,13 @@ import os
 import secrets
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, cast
 from urllib.parse import parse_qs, quote, unquote, urlsplit, urlunsplit
 
 import pytest
 
 from dtpyfw.core._extras import require
+from dtpyfw.testing._kafka import Kafka09Broker, bootstrap_of, find_kafka, start_kafka09
 from dtpyfw.testing._launchers import (
     BackendUnavailable,
     ServiceHandle,
@@ -340,3 +349,45 @@ def _ftp_rmtree(session: Any, directory: str) -> None:
         else:
             session.delete(path)
     session.rmd(directory)
+
+
+# -- Kafka ---------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def kafka_service() -> Iterator[ServiceHandle]:
+    """The Kafka broker(s) of this test session (see :func:`find_kafka`)."""
+    with _find_or_skip(find_kafka) as handle:
+        yield handle
+
+
+@pytest.fixture(scope="session")
+def kafka_bootstrap(kafka_service: ServiceHandle) -> str:
+    """``host:port[,host:port]`` of the session's brokers."""
+    return bootstrap_of(kafka_service)
+
+
+@pytest.fixture
+def kafka_test_settings(kafka_bootstrap: str) -> dict[str, Any]:
+    """A ``kafka`` section for the session's brokers with short, test-friendly timings."""
+    return {
+        "bootstrap_servers": kafka_bootstrap.split(","),
+        "producer": {"linger_ms": 0},
+        "consumer": {
+            "session_timeout": 3.0,
+            "heartbeat_interval": 0.3,
+            "commit_interval": 0.1,
+            "fetch_max_wait": 0.05,
+            "revoke_timeout": 5.0,
+        },
+    }
+
+
+@pytest.fixture
+def kafka09_broker() -> Iterator[Kafka09Broker]:
+    """A fresh Kafka 0.9.0.1 broker for one test (it may be killed and restarted)."""
+    broker = cast(Kafka09Broker, _find_or_skip(start_kafka09))  # type: ignore[arg-type]
+    try:
+        yield broker
+    finally:
+        broker.stop()

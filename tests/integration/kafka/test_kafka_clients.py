@@ -20,8 +20,7 @@ from dtpyfw.kafka import (
     create_topics,
     ensure_topics,
 )
-from dtpyfw.testing import ServiceHandle
-from dtpyfw.testing._kafka import create_topic
+from dtpyfw.testing import ServiceHandle, create_topic
 
 
 @pytest.fixture

@@ -5,9 +5,8 @@ from __future__ import annotations
 import pytest
 
 from dtpyfw.kafka import KafkaSettings, Producer
-from dtpyfw.testing import BackendUnavailable
+from dtpyfw.testing import BackendUnavailable, bootstrap_of, create_topic, find_kafka
 from dtpyfw.testing._backends import _find_or_skip
-from dtpyfw.testing._kafka import bootstrap_of, create_topic, find_kafka
 
 
 def test_mock_cluster_starts_creates_topics_and_stops() -> None:

@@ -9,7 +9,6 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator
@@ -20,6 +19,7 @@ import redis
 
 from dtpyfw.cli import main
 from dtpyfw.config import load_settings
+from dtpyfw.testing import wait_until
 from dtpyfw.worker import RedisBroker, TaskQueue, TaskState
 
 HERE = Path(__file__).resolve().parent
@@ -89,14 +89,6 @@ def spawn() -> Iterator[Callable[..., subprocess.Popen[str]]]:
         if process.poll() is None:
             process.kill()
         process.communicate(timeout=10)
-
-
-def wait_until(condition: Callable[[], bool], timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not met in time")
-        time.sleep(0.02)
 
 
 def cli(*argv: str) -> tuple[int, str]:

@@ -20,6 +20,7 @@ import redis
 from dtpyfw.core.retry import RetryPolicy
 from dtpyfw.kafka import KafkaSettings
 from dtpyfw.redis import RedisSettings
+from dtpyfw.testing import wait_until
 from dtpyfw.worker import (
     KafkaBroker,
     RedisBroker,
@@ -185,14 +186,6 @@ def start() -> Iterator[Callable[..., Worker]]:
     GATE.set()
     for worker in workers:
         worker.stop(timeout=2)
-
-
-def wait_until(condition: Callable[[], bool], timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not met in time")
-        time.sleep(0.01)
 
 
 def take_one(queue: TaskQueue, consumer: str) -> Delivery:

@@ -18,6 +18,7 @@ import redis
 
 from dtpyfw.kafka import Consumer, KafkaSettings, Producer, TopicPartition
 from dtpyfw.redis import RedisSettings
+from dtpyfw.testing import wait_until
 from dtpyfw.worker import (
     KafkaBroker,
     TaskQueue,
@@ -82,14 +83,6 @@ def start() -> Iterator[Callable[..., Worker]]:
     yield start_worker
     for worker in workers:
         worker.stop(timeout=2)
-
-
-def wait_until(condition: Callable[[], bool], timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not met in time")
-        time.sleep(0.01)
 
 
 def read_topic(kafka: KafkaSettings, topic: str, expected: int) -> list[dict[str, Any]]:

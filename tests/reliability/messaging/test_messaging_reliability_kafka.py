@@ -14,8 +14,7 @@ from messaging_reliability_helpers import ConsumerProcess, wait_until
 from dtpyfw.core.errors import MessagingError
 from dtpyfw.kafka import KafkaSettings, Producer
 from dtpyfw.messaging import JsonSerializer, Message, MessagingContainer, MessagingSettings
-from dtpyfw.testing import ServiceHandle
-from dtpyfw.testing._kafka import Kafka09Broker, create_topic
+from dtpyfw.testing import Kafka09Broker, ServiceHandle, create_topic
 
 MESSAGES = 10_000
 MAX_IN_FLIGHT = 200

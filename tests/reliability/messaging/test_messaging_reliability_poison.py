@@ -12,8 +12,7 @@ from messaging_reliability_helpers import wait_until
 from pydantic import BaseModel
 
 from dtpyfw.messaging import Message, MessagingContainer, MessagingSettings
-from dtpyfw.testing import ServiceHandle
-from dtpyfw.testing._kafka import create_topic
+from dtpyfw.testing import ServiceHandle, create_topic
 
 GOOD = 50
 

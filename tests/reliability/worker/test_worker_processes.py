@@ -13,7 +13,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 import uuid
 from collections.abc import Callable, Iterator
 from datetime import datetime, timedelta
@@ -24,7 +23,7 @@ import redis
 
 from dtpyfw.config import load_settings
 from dtpyfw.container import ServiceContainer
-from dtpyfw.testing import BackendUnavailable, ServiceHandle, find_redis
+from dtpyfw.testing import BackendUnavailable, ServiceHandle, find_redis, wait_until
 from dtpyfw.worker import TaskQueue
 
 HERE = Path(__file__).resolve().parent
@@ -148,14 +147,6 @@ def queue_for(path: Path) -> TaskQueue:
     assert settings.worker is not None
     broker = ServiceContainer.from_settings(settings).worker.broker()
     return TaskQueue(broker, settings.worker)
-
-
-def wait_until(condition: Callable[[], bool], timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not met in time")
-        time.sleep(0.05)
 
 
 def succeeded(queue: TaskQueue) -> int:

@@ -33,7 +33,7 @@ from dtpyfw.messaging._memory import MemoryTransport
 from dtpyfw.messaging._message import InvalidMessage, Message, TypeRegistry
 from dtpyfw.messaging._redis import RedisStreamsTransport
 from dtpyfw.messaging._routing import RoutingTransport
-from dtpyfw.messaging._runner import AsyncRunner, Runner
+from dtpyfw.messaging._runner import AsyncRunner, Runner, RunnerOptions
 from dtpyfw.messaging._serializer import (
     BinarySerializer,
     JsonSerializer,
@@ -76,6 +76,7 @@ __all__ = [
     "RedisStreamsTransport",
     "RoutingTransport",
     "Runner",
+    "RunnerOptions",
     "Serializer",
     "Subscription",
     "Transport",

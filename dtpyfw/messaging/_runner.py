@@ -25,7 +25,7 @@ starts, idles and stops, so the same service code runs on every transport.
 
 from __future__ import annotations
 
-__all__ = ["AsyncRunner", "Runner"]
+__all__ = ["AsyncRunner", "Runner", "RunnerOptions"]
 
 import asyncio
 import contextlib
@@ -37,7 +37,7 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from types import FrameType, TracebackType
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypedDict, Unpack
 
 from dtpyfw.core.errors import MessagingError
 from dtpyfw.core.retry import RetryPolicy
@@ -207,6 +207,27 @@ class _Pump:
         )
 
 
+class RunnerOptions(TypedDict, total=False):
+    """Keyword options of :class:`Runner` and :class:`AsyncRunner` (defaults in brackets)."""
+
+    #: Attempts and backoff of a failing handler [``RetryPolicy()``].
+    retry: RetryPolicy | None
+    #: Records handled message ids, for ``skip_processed`` [None].
+    idempotency: IdempotencyStore | None
+    #: Skip messages the idempotency store has seen handled [False].
+    skip_processed: bool
+    #: Handlers running at once [8]; 1 keeps per-partition order.
+    concurrency: int
+    #: Messages fetched but not yet settled, per group [256].
+    max_in_flight: int
+    #: Messages one fetch asks for [100].
+    batch_size: int
+    #: Seconds one fetch waits for messages [1.0].
+    poll_timeout: float
+    #: Seconds stop() lets running handlers finish [30.0].
+    shutdown_timeout: float
+
+
 class _RunnerBase:
     """What both runners share: options, pumps, stop requests, counters."""
 
@@ -214,23 +235,21 @@ class _RunnerBase:
         self,
         transport: Any,
         subscriptions: Callable[[], Sequence[Any]],
-        *,
-        retry: RetryPolicy | None,
-        idempotency: IdempotencyStore | None,
-        skip_processed: bool,
-        concurrency: int,
-        max_in_flight: int,
-        batch_size: int,
-        poll_timeout: float,
-        shutdown_timeout: float,
+        **options: Unpack[RunnerOptions],
     ) -> None:
         self.transport = transport
         self._subscriptions = subscriptions
         self.options = _Options(
-            concurrency, max_in_flight, batch_size, poll_timeout, shutdown_timeout
+            options.get("concurrency", 8),
+            options.get("max_in_flight", 256),
+            options.get("batch_size", 100),
+            options.get("poll_timeout", 1.0),
+            options.get("shutdown_timeout", 30.0),
         )
         self.dispatcher = Dispatcher(
-            retry or RetryPolicy(), idempotency=idempotency, skip_processed=skip_processed
+            options.get("retry") or RetryPolicy(),
+            idempotency=options.get("idempotency"),
+            skip_processed=options.get("skip_processed", False),
         )
         self._stats = _Stats()
         self._stopping = threading.Event()
@@ -305,31 +324,8 @@ class Runner(_RunnerBase):
     on Kafka); above 1 they run in a pool of that many threads.
     """
 
-    def __init__(
-        self,
-        bus: MessageBus,
-        *,
-        retry: RetryPolicy | None = None,
-        idempotency: IdempotencyStore | None = None,
-        skip_processed: bool = False,
-        concurrency: int = 8,
-        max_in_flight: int = 256,
-        batch_size: int = 100,
-        poll_timeout: float = 1.0,
-        shutdown_timeout: float = 30.0,
-    ) -> None:
-        super().__init__(
-            bus.transport,
-            bus.subscriptions,
-            retry=retry,
-            idempotency=idempotency,
-            skip_processed=skip_processed,
-            concurrency=concurrency,
-            max_in_flight=max_in_flight,
-            batch_size=batch_size,
-            poll_timeout=poll_timeout,
-            shutdown_timeout=shutdown_timeout,
-        )
+    def __init__(self, bus: MessageBus, **options: Unpack[RunnerOptions]) -> None:
+        super().__init__(bus.transport, bus.subscriptions, **options)
         self.bus = bus
         self._consumer: Consumer = bus.consumer
         self._executor: ThreadPoolExecutor | None = None
@@ -344,7 +340,7 @@ class Runner(_RunnerBase):
         idempotency: IdempotencyStore | None = None,
     ) -> Runner:
         """A runner with the options of the ``messaging`` section."""
-        return cls(bus, idempotency=idempotency, **_options_of(settings))
+        return cls(bus, **_options_of(settings, idempotency))
 
     def __repr__(self) -> str:
         state = "running" if self.running else "stopped" if self._stopped else "new"
@@ -464,31 +460,8 @@ class AsyncRunner(_RunnerBase):
     worker threads), at most ``concurrency`` at a time.
     """
 
-    def __init__(
-        self,
-        bus: AsyncMessageBus,
-        *,
-        retry: RetryPolicy | None = None,
-        idempotency: IdempotencyStore | None = None,
-        skip_processed: bool = False,
-        concurrency: int = 8,
-        max_in_flight: int = 256,
-        batch_size: int = 100,
-        poll_timeout: float = 1.0,
-        shutdown_timeout: float = 30.0,
-    ) -> None:
-        super().__init__(
-            bus.transport,
-            bus.subscriptions,
-            retry=retry,
-            idempotency=idempotency,
-            skip_processed=skip_processed,
-            concurrency=concurrency,
-            max_in_flight=max_in_flight,
-            batch_size=batch_size,
-            poll_timeout=poll_timeout,
-            shutdown_timeout=shutdown_timeout,
-        )
+    def __init__(self, bus: AsyncMessageBus, **options: Unpack[RunnerOptions]) -> None:
+        super().__init__(bus.transport, bus.subscriptions, **options)
         self.bus = bus
         self._consumer: AsyncConsumer = bus.consumer
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -505,7 +478,7 @@ class AsyncRunner(_RunnerBase):
         idempotency: IdempotencyStore | None = None,
     ) -> AsyncRunner:
         """An async runner with the options of the ``messaging`` section."""
-        return cls(bus, idempotency=idempotency, **_options_of(settings))
+        return cls(bus, **_options_of(settings, idempotency))
 
     def __repr__(self) -> str:
         state = "running" if self.running else "stopped" if self._stopped else "new"
@@ -630,8 +603,9 @@ class AsyncRunner(_RunnerBase):
             await asyncio.to_thread(self._dead_letter, inbox, delivery, message, failure)
 
 
-def _options_of(settings: MessagingSettings) -> dict[str, Any]:
+def _options_of(settings: MessagingSettings, idempotency: IdempotencyStore | None) -> RunnerOptions:
     return {
+        "idempotency": idempotency,
         "retry": settings.retry,
         "skip_processed": settings.idempotency.skip_processed,
         "concurrency": settings.concurrency,

@@ -98,22 +98,17 @@ def bulk_upsert(
     from sqlalchemy.orm import Session
 
     connection = target.connection() if isinstance(target, Session) else target
-    iterator = iter(rows)
-    first = next(iterator, None)
-    if first is None:
-        return UpsertResult(0, 0, 0, 0, "insert")
-    plan = _Plan(
+    prepared = _prepare(
         model,
-        connection.dialect,
-        first,
-        conflict_columns=conflict_columns,
-        constraint=constraint,
-        update_columns=update_columns,
-        on_conflict=on_conflict,
-        chunk_size=chunk_size,
+        connection,
+        rows,
+        (conflict_columns, constraint, update_columns, on_conflict, chunk_size),
+        method=method,
+        copy_threshold=copy_threshold,
     )
-    stream = itertools.chain([first], iterator)
-    copy = plan.use_copy(method, stream, copy_threshold)
+    if prepared is None:
+        return UpsertResult(0, 0, 0, 0, "insert")
+    plan, copy = prepared
     try:
         if copy:
             return _copy_sync(connection, plan, plan.buffered)
@@ -139,13 +134,43 @@ async def abulk_upsert(
     from sqlalchemy.ext.asyncio import AsyncSession
 
     connection = await target.connection() if isinstance(target, AsyncSession) else target
+    prepared = _prepare(
+        model,
+        connection,
+        rows,
+        (conflict_columns, constraint, update_columns, on_conflict, chunk_size),
+        method=method,
+        copy_threshold=copy_threshold,
+    )
+    if prepared is None:
+        return UpsertResult(0, 0, 0, 0, "insert")
+    plan, copy = prepared
+    try:
+        if copy:
+            return await _copy_async(connection, plan, plan.buffered)
+        return await _insert_async(connection, plan, plan.buffered)
+    except Exception as exc:
+        _raise(exc)
+
+
+def _prepare(
+    model: type[Any] | Table,
+    connection: Connection | AsyncConnection,
+    rows: Iterable[Mapping[str, Any]],
+    options: tuple[Sequence[str] | None, str | None, Sequence[str] | None, OnConflict, int | None],
+    *,
+    method: Method,
+    copy_threshold: int,
+) -> tuple[_Plan, bool] | None:
+    """The plan of an upsert and whether it goes by COPY; None when there are no rows."""
+    conflict_columns, constraint, update_columns, on_conflict, chunk_size = options
     iterator = iter(rows)
     first = next(iterator, None)
     if first is None:
-        return UpsertResult(0, 0, 0, 0, "insert")
+        return None
     plan = _Plan(
         model,
-        connection.dialect,
+        connection.dialect,  # only now: no rows must not need a connection
         first,
         conflict_columns=conflict_columns,
         constraint=constraint,
@@ -153,14 +178,7 @@ async def abulk_upsert(
         on_conflict=on_conflict,
         chunk_size=chunk_size,
     )
-    stream = itertools.chain([first], iterator)
-    copy = plan.use_copy(method, stream, copy_threshold)
-    try:
-        if copy:
-            return await _copy_async(connection, plan, plan.buffered)
-        return await _insert_async(connection, plan, plan.buffered)
-    except Exception as exc:
-        _raise(exc)
+    return plan, plan.use_copy(method, itertools.chain([first], iterator), copy_threshold)
 
 
 class _Plan:

@@ -123,12 +123,15 @@ class ThreadInterrupt:
         self.raised: type[BaseException] | None = None
 
     def interrupt(self, kind: type[BaseException]) -> bool:
-        """Raise ``kind()`` in the thread if its task still runs and none was raised yet."""
+        """Raise ``kind()`` in the thread if its task still runs and none was raised yet.
+
+        Called from another thread (the watchdog, a loop thread), never the guarded one.
+        """
         with self._lock:
             if not self._active or self.raised is not None:
                 return False
             self.raised = kind
-            _set_async_exc(self.thread_id, kind)
+            _raise_in(self.thread_id, kind)
             return True
 
     def close(self) -> None:
@@ -136,12 +139,50 @@ class ThreadInterrupt:
         with self._lock:
             self._active = False
             if self.raised is not None:
-                _set_async_exc(self.thread_id, None)
+                _drop_pending()
 
 
-def _set_async_exc(thread_id: int, kind: type[BaseException] | None) -> None:
-    argument = ctypes.py_object(kind) if kind is not None else None
-    ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(thread_id), argument)
+class _Withdrawn(BaseException):
+    """Scheduled in the calling thread and caught there at once, to lower CPython's flag.
+
+    ``PyThreadState_SetAsyncExc`` also raises an interpreter-wide "async
+    exception pending" flag (CPython before 3.13) that only a thread raising
+    its own scheduled exception lowers. Left up, every thread goes through the
+    eval breaker at each call and loop, and under a tracer or profiler on 3.11
+    (coverage, a debugger) no thread gets past its next function call. It is
+    left up by ``SetAsyncExc(id, NULL)`` (which raises it with nothing to raise)
+    and, until the call returns, by a target blocked in a C call. So the
+    scheduling thread lowers it at once by raising one of these itself. The
+    target still gets its exception at its next instruction: a thread taking
+    the GIL with an exception pending raises the flag again. Between the two
+    calls no Python function may be called: under a tracer it would stall on
+    its first line while the flag is up.
+    """
+
+
+def _raise_in(thread_id: int, kind: type[BaseException]) -> None:
+    """Schedule ``kind`` in another thread, then lower the flag (see :class:`_Withdrawn`)."""
+    set_async_exc = ctypes.pythonapi.PyThreadState_SetAsyncExc
+    this_thread = ctypes.c_ulong(threading.get_ident())
+    withdrawn = ctypes.py_object(_Withdrawn)
+    try:
+        set_async_exc(ctypes.c_ulong(thread_id), ctypes.py_object(kind))
+        while True:  # raised at the first instruction that checks for it
+            set_async_exc(this_thread, withdrawn)
+    except _Withdrawn:
+        pass
+
+
+def _drop_pending() -> None:
+    """Replace an exception still scheduled in this thread by one caught here at once."""
+    set_async_exc = ctypes.pythonapi.PyThreadState_SetAsyncExc
+    this_thread = ctypes.c_ulong(threading.get_ident())
+    withdrawn = ctypes.py_object(_Withdrawn)
+    try:
+        while True:  # raised at the first instruction that checks for it
+            set_async_exc(this_thread, withdrawn)
+    except _Withdrawn:
+        pass
 
 
 class Interruptible(Coroutine[Any, Any, T]):

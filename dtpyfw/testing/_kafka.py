@@ -58,6 +58,7 @@ from dtpyfw.testing._launchers import (
     BackendUnavailable,
     Launch,
     ServiceHandle,
+    _await_ready,
     _Backend,
     _find,
     _free_port,
@@ -353,19 +354,21 @@ class Kafka09Broker(_Launched):
             self._wait_for_port(self.zookeeper_port, self._zookeeper, "zk.log")
         self._wait_for_old_registration_to_expire()
         self._broker = self._java("kafka.Kafka", "server.properties", "kafka.log", heap="-Xmx256m")
-        deadline = time.monotonic() + _JAVA_READY_TIMEOUT
-        while True:
-            if self._broker.poll() is not None:
-                raise _LaunchError(f"Kafka 0.9 exited; log:\n{_tail(self._path('kafka.log'))}")
-            if _probe(self.url, api_version=(0, 9)) is None and self._topic_metadata_ready():
-                return
-            if time.monotonic() > deadline:
-                raise _LaunchError(
-                    f"Kafka 0.9 did not answer within {_JAVA_READY_TIMEOUT:g}s; log:\n"
-                    f"{_tail(self._path('kafka.log'))}"
-                )
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                self._broker.wait(timeout=0.2)
+
+        def ready() -> str | None:
+            problem = _probe(self.url, api_version=(0, 9))
+            if problem is None and not self._topic_metadata_ready():
+                return "no topic metadata yet"
+            return problem
+
+        _await_ready(
+            self._broker,
+            "Kafka 0.9",
+            ready,
+            _JAVA_READY_TIMEOUT,
+            lambda: _tail(self._path("kafka.log")),
+            pause=0.2,
+        )
 
     def kill(self) -> None:
         """SIGKILL the broker (ZooKeeper stays up), as a crash would."""
@@ -413,14 +416,16 @@ class Kafka09Broker(_Launched):
             )
 
     def _wait_for_port(self, port: int, process: subprocess.Popen[bytes], log: str) -> None:
-        deadline = time.monotonic() + _JAVA_READY_TIMEOUT
-        while True:
-            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 0.5):
-                return
-            if process.poll() is not None or time.monotonic() > deadline:
-                raise _LaunchError(f"ZooKeeper did not start; log:\n{_tail(self._path(log))}")
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                process.wait(timeout=0.1)
+        def listening() -> str | None:
+            try:
+                socket.create_connection(("127.0.0.1", port), 0.5).close()
+            except OSError as exc:
+                return f"port {port}: {exc}"
+            return None
+
+        _await_ready(
+            process, "ZooKeeper", listening, _JAVA_READY_TIMEOUT, lambda: _tail(self._path(log))
+        )
 
     def _wait_for_old_registration_to_expire(self) -> None:
         """Wait until ZooKeeper forgets a killed broker (its session expires in about 2 s).

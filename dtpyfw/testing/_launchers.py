@@ -656,23 +656,9 @@ class _Process(_Launched):
                 env=self.env,
                 start_new_session=True,  # a Ctrl-C in the terminal must not kill it first
             )
-        deadline = time.monotonic() + _PROCESS_READY_TIMEOUT
-        while True:
-            if self.process.poll() is not None:
-                raise _LaunchError(
-                    f"{self.name} exited ({self.process.returncode}); log:\n{self.log_tail()}"
-                )
-            problem = self.ready(self)
-            if problem is None:
-                return
-            if time.monotonic() > deadline:
-                raise _LaunchError(
-                    f"{self.name} did not answer within {_PROCESS_READY_TIMEOUT:g}s ({problem}); "
-                    f"log:\n{self.log_tail()}"
-                )
-            # Waiting on the process wakes us as soon as it exits, unlike a sleep.
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                self.process.wait(timeout=0.05)
+        _await_ready(
+            self.process, self.name, lambda: self.ready(self), _PROCESS_READY_TIMEOUT, self.log_tail
+        )
 
     def kill(self) -> None:
         """SIGKILL the server (no goodbye to its clients) and wait until it is gone."""
@@ -1290,6 +1276,36 @@ def _make_temp_dir(prefix: str, owner: _RunAs | None) -> Path:
 
 def _others_can_traverse(path: Path) -> bool:
     return all(os.stat(part).st_mode & 0o001 for part in (path.resolve(), *path.resolve().parents))
+
+
+def _await_ready(
+    process: subprocess.Popen[Any],
+    name: str,
+    check: Callable[[], str | None],
+    timeout: float,
+    log: Callable[[], str],
+    *,
+    pause: float = 0.05,
+) -> None:
+    """Wait until ``check()`` gives None: the server is ready.
+
+    _LaunchError if ``process`` exits first or ``timeout`` seconds pass; it
+    names the last problem ``check`` reported and ends with the log's tail.
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        if process.poll() is not None:
+            raise _LaunchError(f"{name} exited ({process.returncode}); log:\n{log()}")
+        problem = check()
+        if problem is None:
+            return
+        if time.monotonic() > deadline:
+            raise _LaunchError(
+                f"{name} did not answer within {timeout:g}s ({problem}); log:\n{log()}"
+            )
+        # Waiting on the process wakes us as soon as it exits, unlike a sleep.
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            process.wait(timeout=pause)
 
 
 def _tail(path: Path, lines: int = 20) -> str:

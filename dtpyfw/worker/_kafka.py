@@ -62,7 +62,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from dtpyfw.core._extras import require
-from dtpyfw.core.errors import ConfigError, MessagingError
+from dtpyfw.core.errors import CacheError, ConfigError, MessagingError
 from dtpyfw.kafka._admin import ensure_topics
 from dtpyfw.kafka._consumer import Consumer, TopicPartition
 from dtpyfw.kafka._producer import Producer, PublishFuture
@@ -70,7 +70,7 @@ from dtpyfw.kafka._settings import KafkaSettings
 from dtpyfw.redis._settings import RedisSettings
 from dtpyfw.worker._broker import Head, Tick, choose
 from dtpyfw.worker._records import Delivery, Outcome, TaskMessage
-from dtpyfw.worker._redis import _COMMON, _SCRIPTS, RedisBroker, _redis_errors, _text
+from dtpyfw.worker._redis import _COMMON, _SCRIPTS, RedisBroker, _text
 from dtpyfw.worker._settings import WorkerSettings
 
 logger = logging.getLogger("dtpyfw.worker")
@@ -224,6 +224,9 @@ class KafkaBroker(RedisBroker):
         self._last_poll = time.monotonic()
         self._acked: list[str] = []
         self._acked_lock = threading.Lock()
+        self._ack_ready = threading.Event()
+        self._ack_thread: threading.Thread | None = None
+        self._closing = False
 
     def __repr__(self) -> str:
         return f"<KafkaBroker namespace={self.settings.namespace!r}>"
@@ -233,9 +236,7 @@ class KafkaBroker(RedisBroker):
         self, message: TaskMessage, *, delay: float = 0.0, tick: Tick | None = None
     ) -> tuple[str, bool]:
         """The Redis ``enqueue`` step, then the record (its outbox entry waits for the ack)."""
-        ((created, task_id),) = self._pipelined(
-            [("enqueue", self._enqueue_args(message, delay, tick))], self._drop_acked()
-        )
+        created, task_id = self._run("enqueue", self._enqueue_args(message, delay, tick))
         if created and delay <= 0:
             self._send([(f"{_text(task_id)}:1", message.queue, message.priority)])
         return _text(task_id), bool(created)
@@ -281,7 +282,7 @@ class KafkaBroker(RedisBroker):
         # The claim script with count 0 only moves due delayed tasks and lapsed leases.
         sweep = [0, consumer, visibility, self.settings.starvation_limit, *queues]
         calls += [("claim", sweep), ("handoff", [self._handoff_ms, _HANDOFF_BATCH])]
-        *_applied, swept, due = self._pipelined(calls, self._drop_acked())
+        *_applied, swept, due = self._pipelined(calls)
         self._note_due(int(swept[0]))
         self._send([(_text(m), _text(q), int(p)) for m, q, p in due])
         if count <= 0:
@@ -331,11 +332,13 @@ class KafkaBroker(RedisBroker):
                     self._commit(consumer, force=True)
                 finally:
                     consumer.close()
-        drop = self._drop_acked()
-        client: Any = self._client
-        if drop and client is not None:
-            with contextlib.suppress(*_redis_errors()):  # entries left are only sent again
-                client.execute_command(*drop[0])
+        with self._acked_lock:
+            self._closing = True
+            thread = self._ack_thread
+        self._ack_ready.set()
+        if thread is not None:
+            thread.join(timeout=5)
+        self._drop_acked()
         self._producer.close()
         super().close()
 
@@ -370,6 +373,7 @@ class KafkaBroker(RedisBroker):
             future.add_done_callback(functools.partial(self._on_ack, member))
 
     def _on_ack(self, member: str, done: PublishFuture) -> None:
+        """In kafka-python's I/O thread: queue the entry for removal by the ack thread."""
         try:
             done.result(0)
         except MessagingError as exc:
@@ -377,12 +381,37 @@ class KafkaBroker(RedisBroker):
             return
         with self._acked_lock:
             self._acked.append(member)
+            thread = None
+            if self._ack_thread is None and not self._closing:
+                thread = self._ack_thread = threading.Thread(
+                    target=self._ack_loop, name="dtpyfw-worker-outbox", daemon=True
+                )
+        self._ack_ready.set()
+        if thread is not None:
+            thread.start()
 
-    def _drop_acked(self) -> list[list[str]]:
-        """The command that removes acknowledged records' outbox entries (if any)."""
+    def _ack_loop(self) -> None:
+        """Remove acknowledged records' outbox entries as they come, in batches.
+
+        Its own thread, so that an enqueuer that goes quiet (or only uses the
+        async twins) does not leave entries a worker would send again.
+        """
+        while True:
+            self._ack_ready.wait()
+            self._ack_ready.clear()
+            if self._closing:
+                return
+            self._drop_acked()
+
+    def _drop_acked(self) -> None:
         with self._acked_lock:
             acked, self._acked = self._acked, []
-        return [["ZREM", self.prefix + "outbox", *acked]] if acked else []
+        if not acked:
+            return
+        try:
+            self._call(lambda client: client.zrem(self.prefix + "outbox", *acked))
+        except CacheError as exc:  # harmless: a worker sends those records once more
+            logger.warning("worker: could not clear %d outbox entries: %s", len(acked), exc)
 
     def _subscribe(self, queues: Sequence[str]) -> None:
         topics = tuple(t for queue in queues for t in self._topics_of(queue))

@@ -116,14 +116,26 @@ class Consumer:
         return set(self._call(self.client.assignment))
 
     def pause(self, partitions: Iterable[Any] | None = None) -> None:
-        """Stop fetching from ``partitions`` (default: all assigned) without leaving the group."""
-        chosen = list(partitions) if partitions is not None else list(self.client.assignment())
+        """Stop fetching from ``partitions`` (default: all assigned) without leaving the group.
+
+        A partition is a :class:`TopicPartition`, a ``(topic, number)`` pair or
+        kafka-python's own structure.
+        """
+        chosen = (
+            [_kafka_partition(p) for p in partitions]
+            if partitions is not None
+            else list(self.client.assignment())
+        )
         if chosen:
             self._call(lambda: self.client.pause(*chosen))
 
     def resume(self, partitions: Iterable[Any] | None = None) -> None:
         """Fetch again from ``partitions`` (default: every paused one)."""
-        chosen = list(partitions) if partitions is not None else list(self.client.paused())
+        chosen = (
+            [_kafka_partition(p) for p in partitions]
+            if partitions is not None
+            else list(self.client.paused())
+        )
         if chosen:
             self._call(lambda: self.client.resume(*chosen))
 

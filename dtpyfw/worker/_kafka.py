@@ -10,7 +10,8 @@ created on first use with ``worker.partitions`` partitions each (a broker
 without the admin API auto-creates them). Every worker process joins one
 consumer group, ``{namespace}.workers``, subscribed to the topics of the
 queues it serves: Kafka spreads the partitions, and so the load, over the
-processes. A record is only a pointer (``{"id", "priority"}``); the task's
+processes. A record is only a pointer (``{"id", "priority", "at"}``, ``at``
+the epoch milliseconds it became ready); the task's
 envelope, state, attempts, result and counters are the Redis strategy's
 records (:mod:`dtpyfw.worker._redis`), so ``handle.result()``,
 ``dtpyfw worker stats|dlq`` and cancellation work the same. Delays, retry
@@ -361,9 +362,12 @@ class KafkaBroker(RedisBroker):
         if not entries:
             return
         self._ensure([t for _m, queue, _p in entries for t in self._topics_of(queue)])
+        # When it became ready, for the starvation rule's "older" (brokers before 0.10
+        # keep no record timestamps, and a broker's clock is not the enqueuer's).
+        now_ms = time.time_ns() // 1_000_000
         for member, queue, priority in entries:
             task_id = member.rpartition(":")[0]
-            value = json.dumps({"id": task_id, "priority": priority}).encode()
+            value = json.dumps({"id": task_id, "priority": priority, "at": now_ms}).encode()
             topic = topic_for(self.settings.namespace, queue, priority)
             try:
                 future = self._producer.publish_nowait(topic, value)
@@ -450,7 +454,10 @@ class KafkaBroker(RedisBroker):
                 try:
                     body = json.loads(record.value)
                     entry = _Record(
-                        str(body["id"]), int(body["priority"]), record.offset, record.timestamp
+                        str(body["id"]),
+                        int(body["priority"]),
+                        record.offset,
+                        int(body.get("at") or record.timestamp or 0),
                     )
                 except (ValueError, TypeError, KeyError) as exc:
                     logger.warning(

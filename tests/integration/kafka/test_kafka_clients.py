@@ -17,6 +17,7 @@ from dtpyfw.kafka import (
     KafkaContainer,
     KafkaSettings,
     Producer,
+    TopicPartition,
     create_topics,
     ensure_topics,
 )
@@ -103,8 +104,14 @@ def test_group_commits_rebalance_callbacks_pause_and_seek(
         assert consumer.poll(0.5) == []
         consumer.resume()
         assert [r.value for r in poll_until(consumer, 1)] == [b"later"]
+        consumer.pause([TopicPartition(topic, 1)])  # one partition, named our way
+        producer.publish(topic, b"held", partition=1)
+        producer.publish(topic, b"flows", partition=2)
+        assert [r.value for r in poll_until(consumer, 1)] == [b"flows"]
+        consumer.resume([(topic, 1)])
+        assert [r.value for r in poll_until(consumer, 1)] == [b"held"]
         consumer.seek_to_beginning()
-        assert len(poll_until(consumer, 7)) == 7
+        assert len(poll_until(consumer, 9)) == 9
         consumer.seek_to_end()
         assert consumer.poll(0.3) == []
 

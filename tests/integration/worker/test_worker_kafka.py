@@ -106,12 +106,16 @@ def test_tasks_travel_on_one_topic_per_queue_and_band(
     """Priority 9 goes to .high, 5 to .normal, 0 to .low; a record only points at the task."""
     queue = make_queue()
     namespace = queue.settings.namespace
+    before = time.time_ns() // 1_000_000
     sent = {p: queue.enqueue(record, (p,), queue="mail", priority=p) for p in (9, 5, 0)}
     queue.broker.close()  # flushes the producer
+    after = time.time_ns() // 1_000_000
     for priority, band in ((9, "high"), (5, "normal"), (0, "low")):
         topic = topic_for(namespace, "mail", priority)
         assert topic == f"{namespace}.tasks.mail.{band}"
-        assert read_topic(kafka, topic, 1) == [{"id": sent[priority].id, "priority": priority}]
+        (pointer,) = read_topic(kafka, topic, 1)
+        assert before <= pointer.pop("at") <= after  # when it became ready
+        assert pointer == {"id": sent[priority].id, "priority": priority}
 
 
 def test_a_record_lost_before_kafka_acknowledged_it_is_sent_again(

@@ -1,4 +1,4 @@
-"""Background tasks: dtpyfw's redis strategy against rq, in one run on the local Redis.
+"""Background tasks: dtpyfw's redis and kafka strategies against rq, in one run.
 
 Cases (20,000 no-op tasks each):
 
@@ -15,6 +15,11 @@ like ours instead of forking per job), installed only with the ``bench``
 dependency group. Our workers run as ``dtpyfw worker run`` processes with
 the default 4 slots each.
 
+The kafka strategy (records on a Kafka 0.9 broker the harness starts, whose
+topics auto-create with 3 partitions, so 3 of the 4 processes get a share;
+state on the same Redis) runs the enqueue, 4-process and p50 cases too,
+compared with the same rq figures.
+
 Run: ``.venv/bin/python benchmarks/bench_worker.py`` (``make bench`` runs it).
 """
 
@@ -22,6 +27,7 @@ from __future__ import annotations
 
 import contextlib
 import importlib
+import json
 import os
 import signal
 import statistics
@@ -39,7 +45,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _report import Result, report
 
-from dtpyfw.worker import task
+from dtpyfw.worker import TaskQueue, task
 
 TASKS = 20_000
 LATENCY_TASKS = 2_000
@@ -134,34 +140,55 @@ def percentile(values: list[float], fraction: float) -> float:
 
 
 class Ours:
-    """dtpyfw's redis strategy: a TaskQueue and `dtpyfw worker run` processes."""
+    """dtpyfw's redis (or kafka) strategy: a TaskQueue and `dtpyfw worker run` processes."""
 
-    def __init__(self, url: str, directory: Path) -> None:
-        from dtpyfw.redis import RedisSettings
-        from dtpyfw.worker import RedisBroker, TaskQueue, WorkerSettings
-
+    def __init__(self, url: str, directory: Path, kafka: str | None = None) -> None:
         self.url = url
-        self.config = directory / "config.yaml"
+        self.kafka = kafka
+        self.config = directory / f"config-{'kafka' if kafka else 'redis'}.yaml"
+        self.cases = 0
+        self.queue = self._fresh()
+
+    def _reset(self) -> None:
+        flush(self.url)
+        if self.kafka is not None:
+            self.queue.close()
+            self.queue = self._fresh()
+
+    def _fresh(self) -> TaskQueue:
+        """A new queue, in a new namespace: Kafka keeps the topics of earlier cases."""
+        from dtpyfw.config import load_settings
+        from dtpyfw.container import ServiceContainer
+        from dtpyfw.worker import TaskQueue
+
+        self.cases += 1
+        kafka = ""
+        if self.kafka is not None:
+            kafka = f"kafka: {self.kafka}\n"
         self.config.write_text(
-            f"redis:\n  url: {url}\n"
+            f"redis:\n  url: {self.url}\n"
+            f"{kafka}"
             "worker:\n"
-            "  strategy: redis\n"
+            f"  strategy: {'kafka' if self.kafka else 'redis'}\n"
+            f"  namespace: bench{self.cases}\n"
             f"  queues: [{QUEUE}]\n"
             "  result_ttl: 3600\n"
-            "log:\n  level: WARNING\n"
+            "log:\n  level: ERROR\n"
         )
-        self.settings = WorkerSettings(strategy="redis", queues=[QUEUE], result_ttl=3600)
-        self.queue = TaskQueue(RedisBroker(self.settings, RedisSettings(url=url)), self.settings)
+        settings = load_settings(self.config, env={}, env_file=None)
+        assert settings.worker is not None
+        broker = ServiceContainer.from_settings(settings).worker.broker()
+        return TaskQueue(broker, settings.worker)
 
     def enqueue(self, count: int) -> float:
-        flush(self.url)
+        self._reset()
         started = time.perf_counter()
         for _ in range(count):
             self.queue.enqueue("bench.noop", queue=QUEUE)
         return count / (time.perf_counter() - started)
 
     def preload(self, count: int) -> None:
-        flush(self.url)
+        self._reset()
         self.queue.enqueue_many("bench.noop", [()] * count, queue=QUEUE)
 
     def workers(self, count: int) -> list[subprocess.Popen[bytes]]:
@@ -187,7 +214,7 @@ class Ours:
         return TASKS / (last - first)
 
     def latency(self) -> list[float]:
-        flush(self.url)
+        self._reset()
         workers = self.workers(1)
         try:
             wait_until(lambda: len(self.queue.workers()) == 1, 60, "a dtpyfw worker")
@@ -319,6 +346,23 @@ def redis_url() -> Iterator[str]:
         yield with_database(handle.url, DATABASE)
 
 
+@contextlib.contextmanager
+def kafka_broker() -> Iterator[str]:
+    """A real Kafka 0.9 broker (its ``kafka`` section as YAML flow text).
+
+    Not librdkafka's mock cluster: its group coordinator answers kafka-python's
+    SyncGroup with INVALID_REQUEST for some members, so several worker
+    processes rebalance over and over, which would measure the mock.
+    """
+    from dtpyfw.testing import start_kafka09
+
+    broker = start_kafka09()
+    try:
+        yield json.dumps(broker.kafka_settings())
+    finally:
+        broker.stop()
+
+
 def main() -> None:
     rq = require_rq()
     importlib.import_module("bench_worker")  # registers bench.noop under its real name
@@ -345,6 +389,38 @@ def main() -> None:
                         "ms",
                     )
                 )
+            # The kafka strategy on the same workload, against the rq figures above.
+            peer_rates = {r.case: r.baseline for r in results}
+            with kafka_broker() as section:
+                kafka = Ours(url, Path(directory), kafka=section)
+                try:
+                    results.append(
+                        Result.rate(
+                            "enqueue (kafka strategy) vs rq",
+                            kafka.enqueue(TASKS),
+                            peer_rates["enqueue vs rq"],
+                            "tasks/s",
+                        )
+                    )
+                    results.append(
+                        Result.rate(
+                            "end-to-end, 4 processes (kafka strategy) vs rq",
+                            kafka.drain(4),
+                            peer_rates["end-to-end, 4 processes vs rq"],
+                            "tasks/s",
+                        )
+                    )
+                    kafka_latency = kafka.latency()
+                    results.append(
+                        Result.duration(
+                            "enqueue-to-start p50 (kafka strategy) vs rq",
+                            percentile(kafka_latency, 0.5),
+                            percentile(peer_latency, 0.5),
+                            "ms",
+                        )
+                    )
+                finally:
+                    kafka.close()
             notes += [
                 f"{TASKS:,} no-op tasks per case; rq {rq.__version__} SimpleWorker; ours: "
                 "`dtpyfw worker run`, 4 slots per process; Redis db "
@@ -357,7 +433,7 @@ def main() -> None:
             flush(url)
             ours.close()
             peer.close()
-    report("worker", results, title="dtpyfw.worker (redis) vs rq", notes=notes)
+    report("worker", results, title="dtpyfw.worker (redis, kafka) vs rq", notes=notes)
 
 
 if __name__ == "__main__":

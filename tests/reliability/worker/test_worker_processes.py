@@ -1,14 +1,15 @@
 """Three worker processes on a private redis-server: sharing, a SIGKILL, scheduled ticks.
 
-Each test runs on the ``redis`` strategy and on ``kafka`` (records on the
-harness's Kafka-protocol broker, a fresh namespace per test). Every run is
-counted in Redis by the task itself (``worker_reliability_tasks``), so the
-counts are what really executed, whatever the workers report.
+Each test runs on the ``redis`` strategy and on ``kafka`` (records on a
+fresh Kafka 0.9 broker, whose topics auto-create with 3 partitions). Every
+run is counted in Redis by the task itself (``worker_reliability_tasks``),
+so the counts are what really executed, whatever the workers report.
 """
 
 from __future__ import annotations
 
 import itertools
+import json
 import os
 import signal
 import subprocess
@@ -62,12 +63,13 @@ def config(
 ) -> Callable[..., Path]:
     kafka = ""
     if strategy == "kafka":
-        servers = request.getfixturevalue("kafka_bootstrap").split(",")
-        kafka = (
-            f"kafka:\n  bootstrap_servers: {servers}\n"
-            "  consumer: {session_timeout: 3, heartbeat_interval: 0.3, commit_interval: 0.1, "
-            "fetch_max_wait: 0.05}\n"
-        )
+        # A real broker: the mock cluster's coordinator refuses some members' SyncGroup,
+        # so three processes would spend the test rebalancing instead of sharing.
+        broker = request.getfixturevalue("kafka09_broker")
+        timings = {
+            "consumer": {"session_timeout": 6, "heartbeat_interval": 1, "commit_interval": 0.1}
+        }
+        kafka = f"kafka: {json.dumps(broker.kafka_settings(**timings))}\n"
 
     def write(extra: str = "") -> Path:
         path = tmp_path / "config.yaml"

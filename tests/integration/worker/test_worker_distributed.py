@@ -172,20 +172,11 @@ def make_queue(
         queue.close()
 
 
-@pytest.fixture
-def start() -> Iterator[Callable[..., Worker]]:
-    workers: list[Worker] = []
-
-    def start_worker(queue: TaskQueue, **options: Any) -> Worker:
-        worker = Worker(queue, **options)
-        worker.start()
-        workers.append(worker)
-        return worker
-
-    yield start_worker
+@pytest.fixture(autouse=True)
+def _open_gate_before_workers_stop(start: Callable[..., Worker]) -> Iterator[None]:
+    """Set up after ``start``, so torn down before it: gated tasks end, workers stop at once."""
+    yield
     GATE.set()
-    for worker in workers:
-        worker.stop(timeout=2)
 
 
 def take_one(queue: TaskQueue, consumer: str) -> Delivery:

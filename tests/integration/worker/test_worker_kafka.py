@@ -70,21 +70,6 @@ def make_queue(redis_url: str, kafka: KafkaSettings) -> Iterator[Callable[..., T
         queue.close()
 
 
-@pytest.fixture
-def start() -> Iterator[Callable[..., Worker]]:
-    workers: list[Worker] = []
-
-    def start_worker(queue: TaskQueue, **options: Any) -> Worker:
-        worker = Worker(queue, **options)
-        worker.start()
-        workers.append(worker)
-        return worker
-
-    yield start_worker
-    for worker in workers:
-        worker.stop(timeout=2)
-
-
 def read_topic(kafka: KafkaSettings, topic: str, expected: int) -> list[dict[str, Any]]:
     """Every record of ``topic`` (all partitions, from the start), as parsed JSON."""
     found: list[dict[str, Any]] = []

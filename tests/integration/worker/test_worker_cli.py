@@ -11,6 +11,7 @@ import subprocess
 import sys
 import urllib.error
 import urllib.request
+import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -19,8 +20,9 @@ import redis
 
 from dtpyfw.cli import main
 from dtpyfw.config import load_settings
+from dtpyfw.container import ServiceContainer
 from dtpyfw.testing import wait_until
-from dtpyfw.worker import RedisBroker, TaskQueue, TaskState
+from dtpyfw.worker import TaskQueue, TaskState
 
 HERE = Path(__file__).resolve().parent
 
@@ -32,13 +34,28 @@ def redis_test_db() -> int:
 
 
 @pytest.fixture
-def config(tmp_path: Path, redis_url: str) -> Callable[..., Path]:
+def strategy() -> str:
+    """The redis strategy, unless a test parametrizes ``strategy``."""
+    return "redis"
+
+
+@pytest.fixture
+def config(
+    tmp_path: Path, redis_url: str, strategy: str, request: pytest.FixtureRequest
+) -> Callable[..., Path]:
+    kafka = ""
+    if strategy == "kafka":
+        section = request.getfixturevalue("kafka_test_settings")
+        kafka = f"kafka: {json.dumps(section)}\n"
+
     def write(shutdown_timeout: float = 10.0) -> Path:
         path = tmp_path / "config.yaml"
         path.write_text(
             f"redis:\n  url: {redis_url}\n"
+            f"{kafka}"
             "worker:\n"
-            "  strategy: redis\n"
+            f"  strategy: {strategy}\n"
+            f"  namespace: c{uuid.uuid4().hex[:10]}\n"
             "  poll_interval: 0.1\n"
             "  heartbeat_interval: 0.2\n"
             f"  shutdown_timeout: {shutdown_timeout}\n"
@@ -57,7 +74,8 @@ def queue_for(redis_url: str) -> Iterator[Callable[[Path], TaskQueue]]:
     def make(path: Path) -> TaskQueue:
         settings = load_settings(path, env={}, env_file=None)
         assert settings.worker is not None
-        queue = TaskQueue(RedisBroker(settings.worker, settings.redis), settings.worker)
+        broker = ServiceContainer.from_settings(settings).worker.broker()
+        queue = TaskQueue(broker, settings.worker)
         made.append(queue)
         return queue
 
@@ -80,8 +98,11 @@ def spawn() -> Iterator[Callable[..., subprocess.Popen[str]]]:
             env=env,
         )
         started.append(process)
-        line = process.stdout.readline() if process.stdout else ""
-        assert line.startswith("worker "), line + (process.stderr.read() if process.stderr else "")
+        assert process.stdout is not None
+        seen = []  # log lines (kafka-python's warnings, say) may come first
+        while not (line := process.stdout.readline()).startswith("worker "):
+            assert line, "".join(seen) + (process.stderr.read() if process.stderr else "")
+            seen.append(line)
         return process
 
     yield run
@@ -158,13 +179,14 @@ def test_sigterm_puts_a_task_still_running_after_the_grace_back(
     assert (info.state, info.attempt) == (TaskState.QUEUED, 1)
 
 
+@pytest.mark.parametrize("strategy", ["redis", "kafka"])
 def test_stats_dead_letters_redrive_and_purge_commands(
     config: Callable[..., Path],
     queue_for: Callable[[Path], TaskQueue],
     spawn: Callable[..., subprocess.Popen[str]],
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    """stats, workers, dlq list/retry and purge read and change the Redis queues."""
+    """stats, workers, dlq list/retry and purge read and change the queues, on both strategies."""
     path = config()
     queue = queue_for(path)
     assert cli("worker", "workers", "--config", str(path)) == (1, "no live worker\n")

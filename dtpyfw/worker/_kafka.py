@@ -157,7 +157,11 @@ def band_of(priority: int) -> tuple[str, int]:
 
 def topic_for(namespace: str, queue: str, priority: int) -> str:
     """The topic that carries tasks of ``queue`` at ``priority``."""
-    return f"{namespace}.tasks.{queue}.{band_of(priority)[0]}"
+    return _topic(namespace, queue, band_of(priority)[0])
+
+
+def _topic(namespace: str, queue: str, band: str) -> str:
+    return f"{namespace}.tasks.{queue}.{band}"
 
 
 def _scripts(handoff_ms: int) -> dict[str, str]:
@@ -175,13 +179,13 @@ def _scripts(handoff_ms: int) -> dict[str, str]:
 class _Record:
     """A record read from Kafka and not yet taken or skipped."""
 
-    __slots__ = ("offset", "priority", "task_id", "timestamp")
+    __slots__ = ("offset", "priority", "ready_ms", "task_id")
 
-    def __init__(self, task_id: str, priority: int, offset: int, timestamp: int) -> None:
+    def __init__(self, task_id: str, priority: int, offset: int, ready_ms: int) -> None:
         self.task_id = task_id
         self.priority = priority
         self.offset = offset
-        self.timestamp = timestamp
+        self.ready_ms = ready_ms
 
 
 class KafkaBroker(RedisBroker):
@@ -206,7 +210,7 @@ class KafkaBroker(RedisBroker):
         self._script_texts = _scripts(self._handoff_ms)
         self._producer = Producer(kafka_settings)
         self._consumer: Consumer | None = None
-        self._subscribed: tuple[str, ...] = ()
+        self._subscribed: tuple[str, ...] = ()  # the queues whose topics are subscribed
         self._topics: set[str] = set()
         self._topics_lock = threading.Lock()
         # _poll_lock: the consumer (kafka-python's is not thread-safe). _cond: the buffers.
@@ -345,7 +349,7 @@ class KafkaBroker(RedisBroker):
 
     # -- internals -----------------------------------------------------------------------
     def _topics_of(self, queue: str) -> list[str]:
-        return [f"{self.settings.namespace}.tasks.{queue}.{band}" for band, _ in _BANDS]
+        return [_topic(self.settings.namespace, queue, band) for band, _ in _BANDS]
 
     def _ensure(self, topics: Sequence[str]) -> None:
         missing = [t for t in topics if t not in self._topics]
@@ -418,16 +422,17 @@ class KafkaBroker(RedisBroker):
             logger.warning("worker: could not clear %d outbox entries: %s", len(acked), exc)
 
     def _subscribe(self, queues: Sequence[str]) -> None:
-        topics = tuple(t for queue in queues for t in self._topics_of(queue))
-        if self._consumer is not None and topics == self._subscribed:
+        # On every exchange: compare the queue names, build topic names only on a change.
+        if self._consumer is not None and tuple(queues) == self._subscribed:
             return
-        self._ensure(topics)
+        self._ensure([t for queue in queues for t in self._topics_of(queue)])
         with self._poll_lock:
             if self._consumer is None:
                 self._consumer = Consumer(self.kafka_settings, self.group)
-            if topics != self._subscribed:
+            if tuple(queues) != self._subscribed:
+                topics = [t for queue in queues for t in self._topics_of(queue)]
                 self._consumer.subscribe(topics, on_revoke=self._on_revoke)
-                self._subscribed = topics
+                self._subscribed = tuple(queues)
 
     def _poll(self, timeout: float, *, blocking: bool) -> None:
         if not self._poll_lock.acquire(blocking, timeout if blocking else -1):
@@ -523,7 +528,7 @@ class KafkaBroker(RedisBroker):
     def _pick(self) -> tuple[TopicPartition, _Record, int, int] | None:
         """Under ``_cond``: the record to take next, the band floor to check, the new skips."""
         heads = [
-            Head(priority=queue[0].priority, seq=queue[0].timestamp, key=tp)
+            Head(priority=queue[0].priority, seq=queue[0].ready_ms, key=tp)
             for tp, queue in self._buffers.items()
             if queue
         ]

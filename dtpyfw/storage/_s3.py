@@ -36,6 +36,13 @@ a multipart upload an etag of the form ``<md5 of part md5s>-<parts>``. Compare
 etags with each other, not with an MD5 you computed, for objects above the
 multipart threshold.
 
+Checksums: against AWS (no ``endpoint_url``) botocore's default integrity
+checksums stay on. An S3-compatible server may not implement them and refuse
+any request that carries one (s3proxy answers 501 NotImplemented; MinIO and
+Ceph ask for Content-MD5), so with ``endpoint_url`` set checksums are sent only
+where the API demands one, and DeleteObjects, which always demands one, gets
+Content-MD5 instead of botocore's CRC32.
+
 Metadata: S3 sends metadata as HTTP headers, so names are lower-cased by S3
 and must be ASCII; values that are not printable ASCII are stored RFC 2047
 encoded (``=?UTF-8?B?...?=``, as AWS itself does) and decoded on the way back.
@@ -50,6 +57,7 @@ import contextlib
 import email.header
 import email.utils
 import functools
+import hashlib
 import os
 import re
 import threading
@@ -496,6 +504,11 @@ def create_s3_client(settings: S3StoreSettings) -> Any:
     """A boto3 S3 client for ``settings`` (botocore's own retries off: see the module notes)."""
     boto3 = require("boto3", "storage-s3")
     config_module = require("botocore.config", "storage-s3")
+    # An S3-compatible server may lack the flexible checksums botocore (>= 1.36) sends to
+    # AWS by default, and refuse every request carrying one (s3proxy answers 501): send
+    # checksums there only where the API demands one (see _content_md5_for_delete).
+    compatible = settings.endpoint_url is not None
+    checksums = "when_required" if compatible else "when_supported"
     config = config_module.Config(
         s3={"addressing_style": settings.addressing_style},
         connect_timeout=settings.connect_timeout,
@@ -503,11 +516,13 @@ def create_s3_client(settings: S3StoreSettings) -> Any:
         retries={"mode": "standard", "total_max_attempts": 1},
         max_pool_connections=max(10, settings.max_concurrency * 2),
         signature_version="s3v4",
+        request_checksum_calculation=checksums,
+        response_checksum_validation=checksums,
     )
     verify: bool | str = settings.tls_verify
     if settings.tls_verify and settings.ca_file is not None:
         verify = str(settings.ca_file)
-    return _shared_session(boto3).client(
+    client = _shared_session(boto3).client(
         "s3",
         region_name=settings.region,
         endpoint_url=settings.endpoint_url,
@@ -517,6 +532,27 @@ def create_s3_client(settings: S3StoreSettings) -> Any:
         verify=verify,
         config=config,
     )
+    if compatible:
+        client.meta.events.register("before-sign.s3.DeleteObjects", _content_md5_for_delete)
+    return client
+
+
+def _content_md5_for_delete(request: Any, **_: Any) -> None:
+    """Give DeleteObjects the Content-MD5 header S3-compatible servers require.
+
+    botocore >= 1.36 sends a CRC32 checksum instead, even with
+    ``when_required``; MinIO, Ceph and s3proxy refuse that (MissingContentMD5,
+    NotImplemented). AWS accepts either. Runs before signing, so the signature
+    covers the header.
+    """
+    body = request.body.encode() if isinstance(request.body, str) else request.body
+    if not isinstance(body, bytes):
+        return  # never for DeleteObjects, whose body is its serialized XML
+    for name in list(request.headers):
+        if name.lower().startswith(("x-amz-checksum-", "x-amz-sdk-checksum-")):
+            del request.headers[name]
+    digest = hashlib.md5(body, usedforsecurity=False).digest()
+    request.headers["Content-MD5"] = base64.b64encode(digest).decode()
 
 
 _SESSION_LOCK = threading.Lock()

@@ -1,9 +1,10 @@
 """The storage contract: every backend, built by StorageContainer from settings, behaves alike.
 
 Add a backend by adding its settings to ``BACKENDS``; every test then runs against it.
-S3 runs against moto and GCS against gcp-storage-emulator, both real servers in
+S3 runs against moto and against s3proxy (which, unlike moto, checks signatures),
+GCS against gcp-storage-emulator and against fake-gcs-server: real servers in
 their own processes, started by the dtpyfw test harness (``s3_bucket``,
-``gcs_bucket``).
+``s3proxy_bucket``, ``gcs_bucket``, ``fake_gcs_bucket``).
 """
 
 from __future__ import annotations
@@ -31,9 +32,13 @@ from dtpyfw.storage import (
 BACKENDS: dict[str, Callable[[pytest.FixtureRequest, Path], dict[str, Any]]] = {
     "local": lambda request, tmp_path: {"backend": "local", "root": str(tmp_path / "store")},
     "memory": lambda request, tmp_path: {"backend": "memory"},
-    # The fixtures are asked for here, so only these params start moto or the emulator.
-    "s3": lambda request, tmp_path: request.getfixturevalue("s3_raw_settings"),
-    "gcs": lambda request, tmp_path: request.getfixturevalue("gcs_raw_settings"),
+    # The fixtures are asked for here, so only these params start their servers.
+    "s3-moto": lambda request, tmp_path: request.getfixturevalue("s3_raw_settings"),
+    "s3-s3proxy": lambda request, tmp_path: request.getfixturevalue("s3proxy_raw_settings"),
+    "gcs-emulator": lambda request, tmp_path: request.getfixturevalue("gcs_raw_settings"),
+    "gcs-fake-gcs-server": lambda request, tmp_path: request.getfixturevalue(
+        "fake_gcs_raw_settings"
+    ),
 }
 #: Backends whose objects are served over HTTP, so presigned URLs exist.
 PRESIGNING = {"s3", "gcs"}

@@ -1,4 +1,4 @@
-"""GcsStorage against gcp-storage-emulator: resumable uploads, signing, buckets, failures."""
+"""GcsStorage on gcp-storage-emulator and fake-gcs-server: resumable uploads, signing, buckets."""
 
 from __future__ import annotations
 
@@ -45,9 +45,9 @@ class Chunks(io.RawIOBase):
 
 
 @pytest.fixture
-def settings(gcs_raw_settings: dict[str, Any]) -> dict[str, Any]:
-    """Emulator settings with a small resumable chunk, so uploads span several requests."""
-    return {**gcs_raw_settings, "chunk_size": 256 * KiB}
+def settings(any_gcs_raw_settings: dict[str, Any]) -> dict[str, Any]:
+    """Settings for either emulator with a small resumable chunk: uploads span requests."""
+    return {**any_gcs_raw_settings, "chunk_size": 256 * KiB}
 
 
 @pytest.fixture
@@ -82,7 +82,7 @@ def test_signing_needs_a_service_account_key(settings: dict[str, Any]) -> None:
         store.presigned_url("k")
 
 
-def test_missing_bucket_and_create_bucket(settings: dict[str, Any], gcs_url: str) -> None:
+def test_missing_bucket_and_create_bucket(settings: dict[str, Any]) -> None:
     """ping names a missing bucket; create_bucket: true creates it on first use."""
     name = settings["bucket"] + "-new"
     with pytest.raises(StorageUnavailable, match="does not exist"):
@@ -97,7 +97,7 @@ def test_missing_bucket_and_create_bucket(settings: dict[str, Any], gcs_url: str
             GcsStoreSettings.model_validate({**settings, "bucket": name, "create_bucket": True})
         )
     finally:
-        _drop_gcs_bucket(gcs_url, name)
+        _drop_gcs_bucket(settings["endpoint"], name)
 
 
 def test_delete_of_a_missing_object(settings: dict[str, Any]) -> None:

@@ -1,4 +1,8 @@
-"""S3Storage against moto in server mode: multipart, metadata, retries, timeouts, settings swap."""
+"""S3Storage against moto and s3proxy: multipart, metadata, retries, timeouts, settings swap.
+
+The tests that talk to a server run on both (``any_s3_raw_settings``); s3proxy
+checks signatures, moto does not (see test_storage_s3proxy.py for that).
+"""
 
 from __future__ import annotations
 
@@ -24,7 +28,6 @@ from dtpyfw.storage import (
     StorageContainer,
     StorageSettings,
 )
-from dtpyfw.testing._backends import _s3_client
 
 MiB = 1024 * 1024
 
@@ -57,9 +60,9 @@ class Pattern(io.RawIOBase):
 
 
 @pytest.fixture
-def store(s3_raw_settings: dict[str, Any]) -> S3Storage:
-    """An S3Storage on a fresh moto bucket, built from settings."""
-    return S3Storage(S3StoreSettings.model_validate(s3_raw_settings))
+def store(any_s3_raw_settings: dict[str, Any]) -> S3Storage:
+    """An S3Storage on a fresh bucket of moto or s3proxy, built from settings."""
+    return S3Storage(S3StoreSettings.model_validate(any_s3_raw_settings))
 
 
 @pytest.fixture
@@ -111,22 +114,20 @@ def test_large_upload_goes_multipart_and_downloads_intact(store: S3Storage, tmp_
     assert [p.name for p in tmp_path.iterdir()] == ["big.bin"]
 
 
-def test_multipart_upload_failing_midway_keeps_the_old_object(
-    store: S3Storage, s3_url: str
-) -> None:
+def test_multipart_upload_failing_midway_keeps_the_old_object(store: S3Storage) -> None:
     """A source breaking after two parts raises its own error; no upload is left open."""
     store.put("doc.bin", b"old")
     with pytest.raises(ConnectionAbortedError, match="source broke"):
         store.put("doc.bin", Pattern(30 * MiB, fail_at=18 * MiB))  # type: ignore[arg-type]
     assert store.get("doc.bin") == b"old"
-    uploads = _s3_client(s3_url).list_multipart_uploads(Bucket=store.bucket)
+    uploads = store.client.list_multipart_uploads(Bucket=store.bucket)
     assert uploads.get("Uploads", []) == []
 
 
-def test_non_ascii_metadata_is_stored_rfc2047_encoded(store: S3Storage, s3_url: str) -> None:
+def test_non_ascii_metadata_is_stored_rfc2047_encoded(store: S3Storage) -> None:
     """S3 receives RFC 2047 words for non-ASCII values; dtpyfw reads them back decoded."""
     store.put("m.txt", b"x", metadata={"city": "Zürich", "plain": "ok"})
-    raw = _s3_client(s3_url).head_object(Bucket=store.bucket, Key="m.txt")["Metadata"]
+    raw = store.client.head_object(Bucket=store.bucket, Key="m.txt")["Metadata"]
     assert raw["city"].startswith("=?UTF-8?B?")
     assert raw["plain"] == "ok"
     assert store.stat("m.txt").metadata == {"city": "Zürich", "plain": "ok"}
@@ -142,10 +143,9 @@ def test_copy_and_move_keep_metadata_server_side(store: S3Storage) -> None:
     assert [info.key for info in store.list()] == ["b.json", "c/d.json"]
 
 
-def test_create_bucket_creates_a_missing_bucket(
-    s3_url: str, s3_raw_settings: dict[str, Any]
-) -> None:
+def test_create_bucket_creates_a_missing_bucket(any_s3_raw_settings: dict[str, Any]) -> None:
     """create_bucket: true makes the bucket on first use; ping fails before, passes after."""
+    s3_raw_settings = any_s3_raw_settings
     name = s3_raw_settings["bucket"] + "-new"
     missing = S3Storage(S3StoreSettings.model_validate({**s3_raw_settings, "bucket": name}))
     with pytest.raises(StorageUnavailable, match="does not exist"):
@@ -158,7 +158,7 @@ def test_create_bucket_creates_a_missing_bucket(
     S3Storage(
         S3StoreSettings.model_validate({**s3_raw_settings, "bucket": name, "create_bucket": True})
     )
-    client = _s3_client(s3_url)
+    client = created.client
     client.delete_object(Bucket=name, Key="k")
     client.delete_bucket(Bucket=name)
 

@@ -43,6 +43,15 @@ Transfers
     target, checks the size (and checksum), fsyncs and renames it over the
     target: the local file is whole or untouched.
 
+Missing paths
+    Servers word their refusals as they like (pyftpdlib: ``550 No such file
+    or directory.``; vsftpd: ``550 Failed to change directory.``, ``553 Could
+    not create file.``) and send the same codes for a permission problem. So
+    the wording is never read: a 450/550/553 reply (see ``_replies``) is
+    followed by a probe that lists the parents from the root down, and only a
+    path those listings lack raises :class:`FtpNotFound`. The probe costs
+    round trips on the failure path only.
+
 Checksums
     With ``checksum: true`` the client asks FEAT once which hash the server
     offers (HASH with SHA-256/SHA-512/SHA-1/MD5/CRC32, or XSHA256, XSHA512,
@@ -86,6 +95,7 @@ from dtpyfw.ftp._errors import (
     FtpTlsError,
     InvalidPath,
 )
+from dtpyfw.ftp._replies import reply_code, reply_kind
 from dtpyfw.ftp._settings import FtpSettings
 
 T = TypeVar("T")
@@ -96,7 +106,8 @@ WalkStep = tuple[str, list[str], list[str]]
 CHUNK_SIZE = 256 * 1024
 _TEMP_NAME = re.compile(r"^\..+\.[0-9a-f]{12}\.part$")
 _FORBIDDEN = ("\x00", "\r", "\n", "\\")
-_NOT_FOUND_WORDS = ("no such", "not found", "does not exist", "doesn't exist")
+#: ftputil's own "not in the listing" verdict carries this code (and no server reply).
+_FTPUTIL_MISSING = 550
 #: Hash algorithms in order of preference: FTP name, local factory, hex digest length.
 _HASHES: tuple[tuple[str, str, int], ...] = (
     ("SHA-256", "sha256", 64),
@@ -396,8 +407,12 @@ class FtpClient:
 
     def _list(self, conn: _Connection, relative: str) -> builtins.list[FtpEntry]:
         remote = self._remote(relative)
-        with self._errors("list", relative):
-            names = conn.host.listdir(remote)
+        try:
+            with self._errors("list", relative):
+                names = conn.host.listdir(remote)
+        except FtpError as exc:
+            self._raise_not_found_if_missing(conn, "list", relative, exc)
+            raise
         entries = []
         for name in sorted(names):
             if _TEMP_NAME.match(name):
@@ -426,9 +441,47 @@ class FtpClient:
             return FtpEntry(name="", path="", is_dir=True, size=0, modified=None)
         remote = self._remote(relative)
         conn.host.stat_cache.invalidate(remote)
-        with self._errors("stat", relative):
-            result = conn.host.lstat(remote)
+        try:
+            with self._errors("stat", relative):
+                result = conn.host.lstat(remote)
+        except FtpError as exc:
+            # lstat changes into the parent directory to list it: refused when it is missing.
+            self._raise_not_found_if_missing(conn, "stat", relative, exc)
+            raise
         return _entry(posixpath.basename(relative), relative, result)
+
+    def _missing(self, conn: _Connection, relative: str) -> bool:
+        """The follow-up probe after a refusal: True when ``relative`` does not exist.
+
+        ftputil's ``exists`` lists each parent from the root down and never
+        changes into a directory that may be missing, so the answer comes from
+        listings, not from how the server words a refusal. A probe the server
+        refuses too cannot tell: False. One that fails on the network raises
+        (a retry may help).
+        """
+        if not relative:
+            return False
+        conn.host.stat_cache.clear()
+        try:
+            with self._errors("stat", relative):
+                return not conn.host.path.exists(self._remote(relative))
+        except (FtpConnectionError, FtpTlsError):
+            raise
+        except FtpError:
+            return False
+
+    def _raise_not_found_if_missing(
+        self, conn: _Connection, operation: str, relative: str, error: FtpError
+    ) -> None:
+        """Raise FtpNotFound (from ``error``) when ``error`` is a refusal and the path is missing.
+
+        Otherwise return, for the caller to re-raise ``error``.
+        """
+        if _is_refusal(error) and self._missing(conn, relative):
+            where = f"ftp {operation} {relative!r}"
+            raise FtpNotFound(
+                f"{where}: no such file or directory", reply_code=error.reply_code
+            ) from error
 
     def _size(self, conn: _Connection, relative: str, *, strict: bool = False) -> int:
         """The exact size the server reports (SIZE), else the listing's.
@@ -445,9 +498,9 @@ class FtpClient:
         except FtpError as exc:
             if strict and not _is_unsupported(exc):
                 raise
-            if not _is_unsupported(exc) and not isinstance(exc, FtpNotFound):
+            if not _is_unsupported(exc) and not _is_refusal(exc):
                 raise
-        return self._stat(conn, relative).size
+        return self._stat(conn, relative).size  # FtpNotFound when it is missing
 
     def _upload(
         self,
@@ -500,16 +553,21 @@ class FtpClient:
     ) -> socket.socket:
         """Send ``command`` (STOR/RETR) in binary mode; the data connection it opens.
 
-        For a STOR into a missing ``directory``, the directory is created and the
-        command sent again. Transfers run on the pooled control connection itself
-        (ftplib's documented ``transfercmd``), not on a second one.
+        For a STOR (``directory`` given) that the server refuses, the directory
+        is created and the command sent again when the probe finds the directory
+        missing; a RETR refused for a missing file raises FtpNotFound. Transfers
+        run on the pooled control connection itself (ftplib's documented
+        ``transfercmd``), not on a second one.
         """
         try:
             with self._errors("transfer", relative):
                 _binary(conn)
                 return cast(socket.socket, conn.session.transfercmd(command))
-        except FtpNotFound:
+        except FtpError as exc:
             if directory is None:
+                self._raise_not_found_if_missing(conn, "download", relative, exc)
+                raise
+            if not _is_refusal(exc) or not self._missing(conn, directory):
                 raise
         with self._errors("upload", directory):
             conn.host.makedirs(self._remote(directory), exist_ok=True)
@@ -942,29 +1000,39 @@ def _classify_tls(error: ssl.SSLError, where: str, message: str) -> FtpError:
 
 
 def _classify_reply(error: ftplib.Error, where: str, message: str) -> FtpError:
-    """A 4xx/5xx answer: the server is there and said no."""
-    code = str(error)[:3]
-    if code == "530":
-        return FtpAuthError(f"{where}: the server refused the login: {error}")
-    if code in ("421", "425", "426"):
-        return FtpConnectionError(message)  # closing, or no data connection
-    if code.startswith("5") and any(word in str(error).lower() for word in _NOT_FOUND_WORDS):
-        return FtpNotFound(f"{where}: no such file or directory")
-    return FtpError(message)
+    """A 4xx/5xx answer: the server is there and said no. Decided by the code alone.
+
+    A refusal (450/550/553) stays a plain FtpError carrying its code: whether
+    the path is missing is for the caller to find out (:meth:`FtpClient._missing`).
+    """
+    code = reply_code(error)
+    kind = reply_kind(code)
+    if kind == "auth":
+        return FtpAuthError(f"{where}: the server refused the login: {error}", reply_code=code)
+    if kind == "connection":
+        return FtpConnectionError(message, reply_code=code)  # closing, or no data connection
+    return FtpError(message, reply_code=code)
 
 
 def _verdict(error: BaseException, operation: str, path: str) -> FtpError:
-    """An ftputil error with no ftplib error behind it: the server answered, ftputil judged."""
+    """An ftputil error with no ftplib error behind it: the server answered, ftputil judged.
+
+    ftputil gives its "not in the directory listing" verdict the code 550 (in
+    ``errno``): that is the listing speaking, not the server's wording.
+    """
     where = f"ftp {operation} {path!r}" if path else f"ftp {operation}"
-    if any(word in str(error).lower() for word in _NOT_FOUND_WORDS):
+    if getattr(error, "errno", None) == _FTPUTIL_MISSING:
         return FtpNotFound(f"{where}: no such file or directory")
     return FtpError(f"{where} failed: {error}")
 
 
 def _is_unsupported(exc: FtpError) -> bool:
-    cause = exc.__cause__
-    original = getattr(cause, "original_error", None) or cause
-    return isinstance(original, ftplib.error_perm) and str(original)[:3] in ("500", "502", "504")
+    return reply_kind(exc.reply_code) == "unsupported"
+
+
+def _is_refusal(exc: FtpError) -> bool:
+    """True for a 450/550/553 answer: maybe a missing path, maybe not (see _replies)."""
+    return type(exc) is FtpError and reply_kind(exc.reply_code) == "refused"
 
 
 def _choose_checksum(features: str) -> _ChecksumPlan | None:

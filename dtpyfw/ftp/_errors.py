@@ -31,10 +31,18 @@ from dtpyfw.core.errors import DtpyfwError
 
 
 class FtpError(DtpyfwError):
-    """An FTP operation failed; the underlying ftplib / ftputil error is chained."""
+    """An FTP operation failed; the underlying ftplib / ftputil error is chained.
+
+    ``reply_code`` is the server's three-digit reply code (``"550"``) when a
+    reply caused the error, else None (a dropped connection, a local check).
+    """
 
     http_status = 502
     problem_type = "ftp-error"
+
+    def __init__(self, message: str = "", *, reply_code: str | None = None) -> None:
+        super().__init__(message)
+        self.reply_code = reply_code
 
 
 class FtpAuthError(FtpError):

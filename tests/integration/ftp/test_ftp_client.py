@@ -1,13 +1,20 @@
-"""FtpClient against pyftpdlib in its own process, over plain FTP and FTPS (explicit TLS)."""
+"""FtpClient against real servers in their own processes, over plain FTP and FTPS (explicit TLS).
+
+The contract runs on two servers: pyftpdlib and vsftpd (Debian's FTP server),
+which words its refusals differently, lacks MLSD and requires TLS on data
+connections. Tests that need what only pyftpdlib offers (the HASH command of
+``start_ftp_server(hash_command=True)``) run on pyftpdlib alone; each says so.
+"""
 
 from __future__ import annotations
 
 import hashlib
 import io
+import posixpath
 import socket
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -36,9 +43,27 @@ from dtpyfw.testing._launchers import ServiceHandle, start_ftp_server
 FAST_RETRY = {"attempts": 3, "initial_delay": 0.01, "jitter": 0}
 
 
-@pytest.fixture(params=["ftp", "ftps"])
+#: The URL fixture of every server the contract runs on: pyftpdlib, then vsftpd.
+SERVERS = ["ftp", "ftps", "vsftpd", "vsftpds"]
+TLS_SERVERS = ["ftps", "vsftpds"]
+PLAIN_SERVERS = ["ftp", "vsftpd"]
+
+
+@pytest.fixture(params=SERVERS)
 def url(request: pytest.FixtureRequest) -> str:
-    """A fresh directory on the FTP, then the FTPS, test server."""
+    """A fresh directory on each test server in turn (FTP and FTPS, pyftpdlib and vsftpd)."""
+    return str(request.getfixturevalue(f"{request.param}_url"))
+
+
+@pytest.fixture(params=TLS_SERVERS)
+def tls_url(request: pytest.FixtureRequest) -> str:
+    """A fresh directory on each FTPS test server; its URL carries the CA file."""
+    return str(request.getfixturevalue(f"{request.param}_url"))
+
+
+@pytest.fixture(params=PLAIN_SERVERS)
+def plain_url(request: pytest.FixtureRequest) -> str:
+    """A fresh directory on each plain-FTP test server."""
     return str(request.getfixturevalue(f"{request.param}_url"))
 
 
@@ -59,12 +84,16 @@ def silent_port() -> Iterator[int]:
 
 
 def raw_names(url: str, directory: str = "") -> list[str]:
-    """Every name in the test directory as the server lists it, hidden temp files included."""
+    """Every name in the test directory as the server lists it, hidden temp files included.
+
+    NLST, not MLSD: vsftpd has no MLSD (its launcher lists dot files on NLST).
+    """
     from urllib.parse import urlsplit
 
     path = urlsplit(url).path.rstrip("/") + ("/" + directory if directory else "")
     with _ftp_session(url) as session:
-        return sorted(name for name, _ in session.mlsd(path) if name not in (".", ".."))
+        names = (posixpath.basename(name) for name in session.nlst(path))
+        return sorted(name for name in names if name not in (".", ".."))
 
 
 class Breaks(io.RawIOBase):
@@ -134,6 +163,84 @@ def test_missing_paths_raise_ftp_not_found(client: FtpClient, tmp_path: Path) ->
     assert sorted(p.name for p in tmp_path.iterdir()) == ["keep.txt"]
 
 
+def test_paths_under_a_missing_directory_are_not_found(client: FtpClient, tmp_path: Path) -> None:
+    """exists is False; stat, modified, delete, download, rename, list, rmtree raise FtpNotFound.
+
+    vsftpd refuses these with its own words (``550 Failed to change directory.``):
+    "not found" comes from the reply code and a follow-up listing, not the wording.
+    """
+    client.makedirs("present")  # not by upload: this test must not depend on that
+    client.upload(io.BytesIO(b"x"), "present/file.txt")
+    target = tmp_path / "keep.txt"
+    target.write_bytes(b"previous")
+    calls: list[Callable[[str], object]] = [
+        client.stat,
+        client.modified,
+        client.delete,
+        lambda path: client.download(path, target),
+        lambda path: client.rename(path, "present/renamed.txt"),
+        client.list,
+        client.rmtree,
+    ]
+    for path in ("missing-dir/x", "missing-dir/deeper/x", "present/missing-dir/x"):
+        assert not client.exists(path)
+        for call in calls:
+            with pytest.raises(FtpNotFound):
+                call(path)
+    assert target.read_bytes() == b"previous"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["keep.txt"]
+    assert [e.path for e in client.list("present")] == ["present/file.txt"]
+
+
+def test_upload_creates_every_missing_parent_directory(client: FtpClient, url: str) -> None:
+    """Uploading to a/b/c/file.txt creates a, a/b and a/b/c (vsftpd answers STOR with 553)."""
+    entry = client.upload(io.BytesIO(b"deep"), "a/b/c/file.txt")
+    assert (entry.path, entry.size) == ("a/b/c/file.txt", 4)
+    assert list(client.walk("a")) == [
+        ("a", ["b"], []),
+        ("a/b", ["c"], []),
+        ("a/b/c", [], ["file.txt"]),
+    ]
+    client.upload(io.BytesIO(b"next"), "a/b/other/file.txt")  # one parent exists, one not
+    assert client.stat("a/b/other/file.txt").size == 4
+    assert raw_names(url, "a/b/c") == ["file.txt"]  # no temp file left behind
+
+
+def test_a_refusal_for_a_present_path_is_not_not_found(client: FtpClient, tmp_path: Path) -> None:
+    """A refused command on a path that exists is an FtpError, never FtpNotFound.
+
+    The server answers 550/553 as it does for a missing path; the follow-up
+    listing finds the path, so no directory is created and nothing is "missing".
+    """
+    client.upload(io.BytesIO(b"file"), "plain.txt")
+    client.makedirs("folder")
+    with pytest.raises(FtpError) as under_a_file:
+        client.upload(io.BytesIO(b"x"), "plain.txt/child.txt")  # a file is no directory
+    assert not isinstance(under_a_file.value, FtpNotFound)
+    with pytest.raises(FtpError, match="is a directory") as deleted:
+        client.delete("folder")
+    assert not isinstance(deleted.value, FtpNotFound)
+    with pytest.raises(FtpError, match="is a directory") as downloaded:
+        client.download("folder", tmp_path / "folder")
+    assert not isinstance(downloaded.value, FtpNotFound)
+    assert client.stat("plain.txt").size == 4
+    assert client.stat("folder").is_dir
+
+
+async def test_async_twin_reports_missing_directories_alike(url: str, tmp_path: Path) -> None:
+    """The async client shares the sync one's probes: same answers under a missing directory."""
+    async with AsyncFtpClient(FtpClient(FtpSettings.from_url(url))) as client:
+        assert not await client.exists("missing-dir/x")
+        with pytest.raises(FtpNotFound):
+            await client.stat("missing-dir/x")
+        with pytest.raises(FtpNotFound):
+            await client.delete("missing-dir/x")
+        with pytest.raises(FtpNotFound):
+            await client.download("missing-dir/x", tmp_path / "x")
+        await client.upload(io.BytesIO(b"async"), "made/for/it.txt")
+        assert (await client.stat("made/for/it.txt")).size == 5
+
+
 def test_paths_cannot_leave_the_root(client: FtpClient, url: str) -> None:
     """'..' past the root is InvalidPath; a leading '/' means the root itself."""
     for path in ("../outside.txt", "a/../../outside.txt"):
@@ -169,20 +276,20 @@ def test_wrong_password_is_an_auth_error_not_retried(url: str) -> None:
     assert records == []
 
 
-def test_untrusted_certificate_is_refused_by_default(ftps_url: str) -> None:
+def test_untrusted_certificate_is_refused_by_default(tls_url: str) -> None:
     """FTPS verifies the certificate: without the test CA the handshake fails (not retried)."""
-    settings = FtpSettings.from_url(ftps_url, ca_file=None, retry=FAST_RETRY)
+    settings = FtpSettings.from_url(tls_url, ca_file=None, retry=FAST_RETRY)
     assert settings.tls_verify
     with FtpClient(settings) as client, pytest.raises(FtpTlsError, match="not trusted"):
         client.ping()
-    unverified = FtpSettings.from_url(ftps_url, ca_file=None, tls_verify=False)
+    unverified = FtpSettings.from_url(tls_url, ca_file=None, tls_verify=False)
     with FtpClient(unverified) as client:
         client.ping()
 
 
-def test_plain_ftp_to_a_tls_only_server_is_refused(ftps_url: str) -> None:
-    """The FTPS test server requires TLS: a plain client cannot log in."""
-    plain = FtpSettings.from_url(ftps_url, tls=False, retry=FAST_RETRY)
+def test_plain_ftp_to_a_tls_only_server_is_refused(tls_url: str) -> None:
+    """The FTPS test servers require TLS: a plain client cannot log in."""
+    plain = FtpSettings.from_url(tls_url, tls=False, retry=FAST_RETRY)
     with FtpClient(plain) as client, pytest.raises(FtpError):
         client.ping()
 
@@ -236,9 +343,9 @@ def test_pool_reuses_and_bounds_connections(url: str) -> None:
         assert client.stat("slow.txt").size == 0
 
 
-def test_checksum_is_skipped_with_one_clear_log_line(ftp_url: str) -> None:
-    """pyftpdlib offers no hash command: checksum=True logs it once and checks sizes only."""
-    settings = FtpSettings.from_url(ftp_url, checksum=True)
+def test_checksum_is_skipped_with_one_clear_log_line(plain_url: str) -> None:
+    """pyftpdlib and vsftpd offer no hash command: checksum=True logs it once, checks sizes."""
+    settings = FtpSettings.from_url(plain_url, checksum=True)
     with capture_logs(logger="dtpyfw.ftp") as records, FtpClient(settings) as client:
         client.upload(io.BytesIO(b"one"), "1.txt")
         client.upload(io.BytesIO(b"two"), "2.txt")
@@ -248,6 +355,7 @@ def test_checksum_is_skipped_with_one_clear_log_line(ftp_url: str) -> None:
     assert "verified by size only" in warnings[0]
 
 
+# pyftpdlib only: HASH is an extension our pyftpdlib launcher adds; vsftpd cannot be taught it.
 @pytest.fixture(scope="module")
 def hashing_server() -> Iterator[ServiceHandle]:
     """An FTP server that implements HASH (SHA-256), which pyftpdlib itself lacks."""
@@ -269,6 +377,7 @@ def test_checksum_is_verified_when_the_server_offers_hash(
     assert [r for r in records if r["level"] == "WARNING"] == []
 
 
+# pyftpdlib only, like hashing_server: a lying HASH needs our pyftpdlib extension.
 def test_a_wrong_server_checksum_fails_the_upload(tmp_path: Path) -> None:
     """A server whose HASH disagrees makes the upload fail (after retries) and leaves no file."""
     with start_ftp_server(tls=False, hash_command=True, lying_hash=True) as server:

@@ -1,9 +1,16 @@
-"""FtpClient when the server dies: killed mid-transfer, restarted on the same port and root."""
+"""FtpClient when the server dies: killed mid-transfer, restarted on the same port and root.
+
+The kill-and-restart tests run on pyftpdlib and on vsftpd (whose kill ends
+every connection's processes too). The cut download stays pyftpdlib-only: it
+needs the launcher's throttle to catch the transfer midway.
+"""
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import io
+import posixpath
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -14,8 +21,9 @@ import pytest
 
 from dtpyfw.ftp import FtpClient, FtpConnectionError, FtpSettings
 from dtpyfw.log import capture_logs
-from dtpyfw.testing._backends import _ftp_session
+from dtpyfw.testing._backends import _find_or_skip, _ftp_session
 from dtpyfw.testing._launchers import ServiceHandle, _Process, start_ftp_server
+from dtpyfw.testing._vsftpd import find_vsftpd
 
 MiB = 1024 * 1024
 RETRY = {"attempts": 4, "initial_delay": 0.05, "max_delay": 0.5, "jitter": 0}
@@ -59,16 +67,24 @@ def owner(handle: ServiceHandle) -> _Process:
     return handle._owner
 
 
-def server_files(handle: ServiceHandle) -> list[str]:
-    """Every file name in the server's root, hidden temp files included."""
+def server_names(handle: ServiceHandle, directory: str = "/") -> list[str]:
+    """Every name in ``directory`` on the server, hidden temp files included.
+
+    NLST, not MLSD: vsftpd has no MLSD (its launcher lists dot files on NLST).
+    """
     with _ftp_session(handle.url) as session:
-        return sorted(name for name, facts in session.mlsd("/") if facts.get("type") == "file")
+        names = (posixpath.basename(name) for name in session.nlst(directory))
+        return sorted(name for name in names if name not in (".", ".."))
 
 
-@pytest.fixture
-def server() -> Iterator[ServiceHandle]:
+@pytest.fixture(params=["pyftpdlib", "vsftpd"])
+def server(request: pytest.FixtureRequest) -> Iterator[ServiceHandle]:
     """A plain FTP server of this test's own, so killing it disturbs no one else."""
-    with start_ftp_server(tls=False) as handle:
+    if request.param == "pyftpdlib":
+        handle = start_ftp_server(tls=False)
+    else:
+        handle = _find_or_skip(functools.partial(find_vsftpd, launch="always"))
+    with handle:
         yield handle
 
 
@@ -89,9 +105,7 @@ def test_upload_survives_a_server_killed_and_restarted_midway(server: ServiceHan
     assert copy.read_bytes() == data
     retries = [r for r in records if r["level"] == "WARNING"]
     assert [r["operation"] for r in retries] == ["upload"]
-    with _ftp_session(server.url) as session:
-        names = sorted(name for name, _ in session.mlsd("/incoming"))
-    assert [n for n in names if n not in (".", "..")] == ["data.bin"]  # no temp file left
+    assert server_names(server, "/incoming") == ["data.bin"]  # no temp file left
 
 
 def test_download_cut_by_a_dead_server_leaves_the_local_file_alone(
@@ -143,4 +157,4 @@ def test_idle_pooled_connection_broken_by_a_restart_is_replaced(server: ServiceH
         owner(server).restart()
         assert [e.name for e in client.list()] == ["a.txt"]  # one attempt only: no retry
     assert any("failed its NOOP" in r["message"] for r in records)
-    assert server_files(server) == ["a.txt"]
+    assert server_names(server) == ["a.txt"]

@@ -45,8 +45,35 @@ class KafkaProducerSettings(BaseModel):
         default=30.0, gt=0, description="seconds publish() waits for the broker's acknowledgement"
     )
     enable_idempotence: bool = Field(
-        default=False, description="exactly-once writes per partition (brokers 0.11+)"
+        default=False,
+        description="exactly-once writes per partition (brokers 0.11+); needs acks all, "
+        "retries above 0 and max_in_flight 1 (the default then)",
     )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _idempotence_defaults(cls, data: Any) -> Any:
+        # kafka-python 2.3 keeps order under retries only with one request in
+        # flight, and refuses an idempotent producer otherwise, at connect time:
+        # when max_in_flight is not given, idempotence implies 1.
+        if isinstance(data, dict) and data.get("enable_idempotence") is True:
+            return {"max_in_flight": 1, **data}
+        return data
+
+    @model_validator(mode="after")
+    def _check_idempotence(self) -> KafkaProducerSettings:
+        if not self.enable_idempotence:
+            return self
+        problems = []
+        if self.acks != "all":
+            problems.append(f"acks must be 'all' (got {self.acks!r})")
+        if self.retries == 0:
+            problems.append("retries must be above 0")
+        if self.max_in_flight != 1:
+            problems.append(f"max_in_flight must be 1 (got {self.max_in_flight})")
+        if problems:
+            raise ValueError("enable_idempotence needs " + "; ".join(problems))
+        return self
 
 
 class KafkaConsumerSettings(BaseModel):

@@ -135,3 +135,25 @@ def test_packages_import_without_the_extras() -> None:
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "ok"
+
+
+def test_idempotence_implies_one_request_in_flight() -> None:
+    """enable_idempotence alone is usable: max_in_flight becomes 1, as kafka-python requires."""
+    settings = KafkaSettings.model_validate({"producer": {"enable_idempotence": True}})
+    assert settings.producer.max_in_flight == 1
+    options = producer_config(settings)
+    assert options["enable_idempotence"] is True
+    assert options["max_in_flight_requests_per_connection"] == 1
+    assert KafkaSettings().producer.max_in_flight == 5  # unchanged without idempotence
+
+
+def test_idempotence_with_settings_it_cannot_keep_is_refused_at_load() -> None:
+    """Not at the first publish: every conflicting key is named when settings load."""
+    with pytest.raises(ValidationError) as caught:
+        KafkaSettings.model_validate(
+            {"producer": {"enable_idempotence": True, "acks": 1, "retries": 0, "max_in_flight": 5}}
+        )
+    message = str(caught.value)
+    assert "acks must be 'all'" in message
+    assert "retries must be above 0" in message
+    assert "max_in_flight must be 1 (got 5)" in message

@@ -2,8 +2,8 @@
 
 Run: ``.venv/bin/python benchmarks/bench_messaging.py`` (``make bench`` runs every
 benchmark). Brokers come from :mod:`dtpyfw.testing`: the Redis on 127.0.0.1:6379
-(else a private redis-server) and librdkafka's mock cluster (else
-``DTPYFW_TEST_KAFKA_URL``).
+(else a private redis-server) and ``DTPYFW_TEST_KAFKA_URL`` (else a broker on
+127.0.0.1:9092, else an Apache Kafka 4 broker the harness starts).
 
 Cases (``ratio`` = ours / raw; above 1 means ours is faster):
 
@@ -64,7 +64,7 @@ from dtpyfw.messaging import (
 )
 from dtpyfw.messaging._kafka import KafkaTransport
 from dtpyfw.redis import Cache
-from dtpyfw.testing import bootstrap_of, create_topic, find_kafka, find_redis
+from dtpyfw.testing import KAFKA_VERSION, bootstrap_of, create_topic, find_kafka, find_redis
 
 MESSAGES = int(os.environ.get("BENCH_MESSAGES", "50000"))
 CONFIRMED = int(os.environ.get("BENCH_CONFIRMED", "500"))
@@ -367,6 +367,11 @@ def redis_cases(url: str) -> list[Result]:
 
 def main() -> None:
     with find_redis() as redis_handle, find_kafka() as kafka_handle:
+        kafka_origin = (
+            f"Apache Kafka {KAFKA_VERSION} started by dtpyfw.testing"
+            if kafka_handle.origin == "process"
+            else f"found: {kafka_handle.origin}"
+        )
         settings = KafkaSettings(
             bootstrap_servers=bootstrap_of(kafka_handle).split(","),
             producer={"linger_ms": 5},
@@ -381,7 +386,7 @@ def main() -> None:
         results,
         title=f"Messaging wrappers vs raw clients ({MESSAGES:,} messages, best of {REPEATS})",
         notes=[
-            "Kafka: librdkafka mock cluster (3 brokers, loopback); Redis: redis-server 7",
+            f"Kafka: {kafka_handle.url} ({kafka_origin}); Redis: redis-server, loopback",
             "ratio = ours / raw throughput; target >= 0.9",
         ],
     )

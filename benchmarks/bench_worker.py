@@ -15,10 +15,10 @@ like ours instead of forking per job), installed only with the ``bench``
 dependency group. Our workers run as ``dtpyfw worker run`` processes with
 the default 4 slots each.
 
-The kafka strategy (records on a Kafka 0.9 broker the harness starts, whose
-topics auto-create with 3 partitions, so 3 of the 4 processes get a share;
-state on the same Redis) runs the enqueue, 4-process and p50 cases too,
-compared with the same rq figures.
+The kafka strategy (records on an Apache Kafka 4 broker the harness starts,
+``worker.partitions`` partitions per band topic; state on the same Redis)
+runs the enqueue, 4-process and p50 cases too, compared with the same rq
+figures.
 
 Run: ``.venv/bin/python benchmarks/bench_worker.py`` (``make bench`` runs it).
 """
@@ -45,6 +45,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _report import Result, report
 
+from dtpyfw.testing import KAFKA_VERSION
 from dtpyfw.worker import TaskQueue, task
 
 TASKS = 20_000
@@ -348,15 +349,15 @@ def redis_url() -> Iterator[str]:
 
 @contextlib.contextmanager
 def kafka_broker() -> Iterator[str]:
-    """A real Kafka 0.9 broker (its ``kafka`` section as YAML flow text).
+    """A fresh Apache Kafka 4 broker (its ``kafka`` section as YAML flow text).
 
     Not librdkafka's mock cluster: its group coordinator answers kafka-python's
     SyncGroup with INVALID_REQUEST for some members, so several worker
     processes rebalance over and over, which would measure the mock.
     """
-    from dtpyfw.testing import start_kafka09
+    from dtpyfw.testing import start_kafka_broker
 
-    broker = start_kafka09()
+    broker = start_kafka_broker()
     try:
         yield json.dumps(broker.kafka_settings())
     finally:
@@ -428,6 +429,8 @@ def main() -> None:
                 f"latency: {LATENCY_TASKS:,} tasks at {LATENCY_RATE:.0f}/s to one idle worker; "
                 f"mean ours {statistics.fmean(ours_latency):.1f} ms, "
                 f"rq {statistics.fmean(peer_latency):.1f} ms",
+                f"kafka strategy: records on Apache Kafka {KAFKA_VERSION} (KRaft, one node, "
+                "started by dtpyfw.testing)",
             ]
         finally:
             flush(url)

@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
-# Make sure the server binaries the test harness launches exist: PostgreSQL's
-# initdb/pg_ctl and redis-server. On Debian/Ubuntu the missing packages are
+# Make sure the server binaries and tool chains the test harness launches
+# exist: PostgreSQL's initdb/pg_ctl, redis-server, vsftpd, a Java runtime and
+# Maven (Apache Kafka 4 and s3proxy come from Maven Central as jars), and Go
+# (fake-gcs-server is built with `go install`). On Debian/Ubuntu the missing packages are
 # installed with apt-get. No service is started, now or at install time: the
 # harness (dtpyfw.testing) starts its own servers on free ports when needed.
 # When everything is present this does nothing and returns at once.
@@ -15,12 +17,26 @@ have_redis() {
     command -v redis-server >/dev/null 2>&1
 }
 
+have() { command -v "$1" >/dev/null 2>&1; }
+
+have_vsftpd() {
+    have vsftpd || [[ -x /usr/sbin/vsftpd ]]
+}
+
+have_java() {
+    [[ -n ${JAVA_HOME:-} && -x $JAVA_HOME/bin/java ]] || have java
+}
+
 missing=()
 have_postgres || missing+=(postgresql)
 have_redis || missing+=(redis-server)
+have_vsftpd || missing+=(vsftpd)
+have_java || missing+=(default-jre-headless)
+have mvn || missing+=(maven)
+have go || missing+=(golang-go)
 
 if ((${#missing[@]} == 0)); then
-    echo "ensure-system-deps: found initdb and redis-server; nothing to install"
+    echo "ensure-system-deps: found initdb, redis-server, vsftpd, java, mvn and go; nothing to install"
     exit 0
 fi
 
@@ -66,4 +82,8 @@ rm -f "$log"
 
 have_postgres || fail "installed postgresql but found no initdb under /usr/lib/postgresql/*/bin"
 have_redis || fail "installed redis-server but it is not on PATH"
+have_vsftpd || fail "installed vsftpd but found no vsftpd binary"
+have_java || fail "installed a JRE but java is not on PATH"
+have mvn || fail "installed maven but mvn is not on PATH"
+have go || fail "installed golang-go but go is not on PATH"
 echo "ensure-system-deps: installed ${missing[*]} (services left stopped)"

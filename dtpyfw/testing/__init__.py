@@ -1,12 +1,13 @@
 """Test helpers: settings, containers and real backing services for integration tests."""
 
+from dtpyfw.testing._fake_gcs import find_fake_gcs
 from dtpyfw.testing._kafka import (
-    Kafka09Broker,
     bootstrap_of,
     create_topic,
     find_kafka,
-    start_kafka09,
+    start_kafka_mock,
 )
+from dtpyfw.testing._kafka_broker import KAFKA_VERSION, KafkaBroker, start_kafka_broker
 from dtpyfw.testing._launchers import (
     BackendUnavailable,
     ServiceHandle,
@@ -18,17 +19,21 @@ from dtpyfw.testing._launchers import (
     find_s3,
     start_ftp_server,
 )
+from dtpyfw.testing._s3proxy import find_s3proxy
 from dtpyfw.testing._settings import closing_container, embedded_settings
+from dtpyfw.testing._vsftpd import start_vsftpd
 from dtpyfw.testing._wait import wait_until
 
 __all__ = [
     "BackendUnavailable",
-    "Kafka09Broker",
+    "KAFKA_VERSION",
+    "KafkaBroker",
     "ServiceHandle",
     "bootstrap_of",
     "closing_container",
     "create_topic",
     "embedded_settings",
+    "find_fake_gcs",
     "find_ftp",
     "find_ftps",
     "find_gcs",
@@ -36,7 +41,10 @@ __all__ = [
     "find_postgres",
     "find_redis",
     "find_s3",
+    "find_s3proxy",
     "start_ftp_server",
-    "start_kafka09",
+    "start_kafka_broker",
+    "start_kafka_mock",
+    "start_vsftpd",
     "wait_until",
 ]

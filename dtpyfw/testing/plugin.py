@@ -20,8 +20,8 @@ from dtpyfw.testing._backends import (
     gcs_bucket,
     gcs_service,
     gcs_url,
-    kafka09_broker,
     kafka_bootstrap,
+    kafka_broker,
     kafka_service,
     kafka_test_settings,
     postgres_dsn,
@@ -34,6 +34,14 @@ from dtpyfw.testing._backends import (
     s3_service,
     s3_url,
 )
+from dtpyfw.testing._fake_gcs import fake_gcs_bucket, fake_gcs_service, fake_gcs_url
+from dtpyfw.testing._s3proxy import s3proxy_bucket, s3proxy_service, s3proxy_url
+from dtpyfw.testing._vsftpd_fixtures import (
+    vsftpd_service,
+    vsftpd_url,
+    vsftpds_service,
+    vsftpds_url,
+)
 
 if TYPE_CHECKING:
     from dtpyfw.config import Settings
@@ -43,6 +51,9 @@ __all__ = [
     "capture_logs",
     "dtpyfw_container",
     "dtpyfw_settings",
+    "fake_gcs_bucket",
+    "fake_gcs_service",
+    "fake_gcs_url",
     "ftp_service",
     "ftp_url",
     "ftps_service",
@@ -50,8 +61,8 @@ __all__ = [
     "gcs_bucket",
     "gcs_service",
     "gcs_url",
-    "kafka09_broker",
     "kafka_bootstrap",
+    "kafka_broker",
     "kafka_service",
     "kafka_test_settings",
     "override",
@@ -64,6 +75,13 @@ __all__ = [
     "s3_bucket",
     "s3_service",
     "s3_url",
+    "s3proxy_bucket",
+    "s3proxy_service",
+    "s3proxy_url",
+    "vsftpd_service",
+    "vsftpd_url",
+    "vsftpds_service",
+    "vsftpds_url",
 ]
 
 
@@ -106,3 +124,15 @@ def capture_logs() -> Iterator[list[dict[str, Any]]]:
 
     with _capture() as records:
         yield records
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Any:
+    """A failed test whose Kafka broker died says so, instead of only showing a timeout."""
+    report = yield
+    if report.failed:
+        from dtpyfw.testing._kafka_broker import dead_brokers
+
+        for why in dead_brokers():
+            report.sections.append(("dtpyfw: a Kafka broker of this run died", why))
+    return report

@@ -1,4 +1,4 @@
-"""Producer, Consumer, their async facades, topics and health, on the mock cluster."""
+"""Producer, Consumer, their async facades, topics and health, on Apache Kafka 4."""
 
 from __future__ import annotations
 
@@ -21,12 +21,12 @@ from dtpyfw.kafka import (
     create_topics,
     ensure_topics,
 )
-from dtpyfw.testing import ServiceHandle, create_topic
+from dtpyfw.testing import ServiceHandle, create_topic, start_kafka_mock
 
 
 @pytest.fixture
 def settings(kafka_test_settings: dict[str, Any]) -> KafkaSettings:
-    """Settings for the session's mock cluster."""
+    """Settings for the session's broker."""
     return KafkaSettings.model_validate(kafka_test_settings)
 
 
@@ -118,17 +118,16 @@ def test_group_commits_rebalance_callbacks_pause_and_seek(
 
 def test_seek_to_timestamp(settings: KafkaSettings, producer: Producer, topic: str) -> None:
     """Seeking to a time reads from the first record at or after it (brokers 0.10.1+)."""
-    producer.publish(topic, b"old", partition=1, timestamp_ms=1_000)
-    newer = producer.publish(topic, b"new", partition=1, timestamp_ms=2_000_000_000_000)
+    # Kafka 4 refuses timestamps over an hour ahead of its clock
+    # (log.message.timestamp.after.max.ms), so both lie in the past.
+    now_ms = int(time.time() * 1000)
+    day_ms = 86_400_000
+    older = producer.publish(topic, b"old", partition=1, timestamp_ms=now_ms - 2 * day_ms)
+    newer = producer.publish(topic, b"new", partition=1, timestamp_ms=now_ms - 60_000)
+    assert (older.timestamp, newer.timestamp) == (now_ms - 2 * day_ms, now_ms - 60_000)
     with Consumer(settings, None) as consumer:
         consumer.assign([(topic, 1)])
-        if newer.timestamp != 2_000_000_000_000:
-            pytest.skip(
-                "needs a broker that keeps record timestamps (Kafka 0.10.1+); librdkafka's "
-                f"mock cluster stamps every record {newer.timestamp}: set "
-                "DTPYFW_TEST_KAFKA_URL to a real broker to run this test"
-            )
-        consumer.seek_to_timestamp(1_999_999_999_999, [(topic, 1)])
+        consumer.seek_to_timestamp(now_ms - day_ms, [(topic, 1)])
         assert [r.value for r in poll_until(consumer, 1)] == [b"new"]
 
 
@@ -149,11 +148,22 @@ async def test_async_facades_do_not_block_the_loop(settings: KafkaSettings, topi
     assert values == [b"async", b"async-2"]
 
 
-def test_topics_without_an_admin_api_auto_create(settings: KafkaSettings) -> None:
-    """The mock cluster has no CreateTopics: topics are reported auto-created."""
-    name = f"auto-{uuid.uuid4().hex[:10]}"
-    assert create_topics(settings, [name]) is None
+def test_topics_are_created_through_the_admin_api(settings: KafkaSettings) -> None:
+    """Kafka 4 has CreateTopics: ensure_topics creates a missing topic, then finds it."""
+    name = f"admin-{uuid.uuid4().hex[:10]}"
     (report,) = ensure_topics(settings, [name])
+    assert (report.topic, report.outcome) == (name, "created")
+    (again,) = ensure_topics(settings, [name])
+    assert (again.outcome, again.partitions) == ("exists", report.partitions)
+
+
+def test_topics_without_an_admin_api_auto_create() -> None:
+    """librdkafka's mock cluster has no CreateTopics: topics are reported auto-created."""
+    with start_kafka_mock() as mock:
+        settings = KafkaSettings(bootstrap_servers=mock.url.removeprefix("kafka://").split(","))
+        name = f"auto-{uuid.uuid4().hex[:10]}"
+        assert create_topics(settings, [name]) is None
+        (report,) = ensure_topics(settings, [name])
     assert (report.topic, report.outcome) == (name, "auto-created")
     assert report.partitions > 0
 

@@ -18,7 +18,7 @@ import pytest
 # Each handled message increments its number's field in a Redis hash, so the test
 # can count deliveries per message across processes, crashes included.
 CONSUMER_SCRIPT = r"""
-import json, logging, os, signal, sys
+import json, logging, os, signal, sys, time
 import redis
 from dtpyfw.messaging import MessagingContainer, MessagingSettings
 
@@ -37,7 +37,11 @@ container = MessagingContainer(**options)
 bus = container.bus()
 key = config["key"]
 
+work = config.get("work_seconds", 0)  # what a real handler spends per message
+
 def handle(message):
+    if work:
+        time.sleep(work)
     pipe = record.pipeline(transaction=False)
     pipe.hincrby(key, message.data["n"], 1)
     pipe.hincrby(key + ":by", str(os.getpid()), 1)

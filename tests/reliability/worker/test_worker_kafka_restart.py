@@ -1,9 +1,4 @@
-"""The kafka worker strategy on a real Kafka 0.9 broker that is killed and restarted mid-run.
-
-Kafka 0.9 also covers what the mock cluster does not: records without
-timestamps, topics auto-created by the broker, group coordination by a
-real coordinator.
-"""
+"""The kafka worker strategy on a real Kafka 4 broker that is killed and restarted mid-run."""
 
 from __future__ import annotations
 
@@ -16,7 +11,8 @@ import pytest
 
 from dtpyfw.kafka import KafkaSettings
 from dtpyfw.redis import RedisSettings
-from dtpyfw.testing import Kafka09Broker, wait_until
+from dtpyfw.testing import KafkaBroker as KafkaNode
+from dtpyfw.testing import wait_until
 from dtpyfw.worker import KafkaBroker, TaskQueue, TaskRegistry, Worker, WorkerSettings, task
 
 REGISTRY = TaskRegistry()
@@ -31,13 +27,13 @@ def count(number: int) -> None:
 
 
 @pytest.fixture
-def queue(kafka09_broker: Kafka09Broker, redis_url: str) -> Iterator[TaskQueue]:
+def queue(kafka_broker: KafkaNode, redis_url: str) -> Iterator[TaskQueue]:
     RUNS.clear()
     timings: dict[str, Any] = {
         "producer": {"linger_ms": 0},
         "consumer": {"session_timeout": 6.0, "heartbeat_interval": 1.0, "commit_interval": 0.1},
     }
-    kafka = KafkaSettings.model_validate(kafka09_broker.kafka_settings(**timings))
+    kafka = KafkaSettings.model_validate(kafka_broker.kafka_settings(**timings))
     settings = WorkerSettings(
         strategy="kafka",
         namespace=f"r{uuid.uuid4().hex[:8]}",
@@ -54,7 +50,7 @@ def queue(kafka09_broker: Kafka09Broker, redis_url: str) -> Iterator[TaskQueue]:
 
 
 def test_tasks_survive_a_broker_restart_and_run_once(
-    queue: TaskQueue, kafka09_broker: Kafka09Broker
+    queue: TaskQueue, kafka_broker: KafkaNode
 ) -> None:
     """300 tasks before, 100 while the broker is down: all 400 run, each exactly once."""
     worker = Worker(queue, concurrency=4)
@@ -62,12 +58,12 @@ def test_tasks_survive_a_broker_restart_and_run_once(
     try:
         queue.enqueue_many(count, [(n,) for n in range(300)])
         wait_until(lambda: len(RUNS) >= 50, timeout=60, what="the first runs")
-        kafka09_broker.kill()
+        kafka_broker.kill()
         # The Redis step succeeds; the records wait in the producer, or in the outbox
         # if the producer gives up, until the broker is back.
         for number in range(300, 400):
             queue.enqueue(count, (number,))
-        kafka09_broker.restart()
+        kafka_broker.restart()
         wait_until(lambda: len(RUNS) == 400, timeout=120, interval=0.1, what="all 400 runs")
     finally:
         worker.stop(timeout=5)

@@ -1,7 +1,7 @@
 """Three worker processes on a private redis-server: sharing, a SIGKILL, scheduled ticks.
 
-Each test runs on the ``redis`` strategy and on ``kafka`` (records on a
-fresh Kafka 0.9 broker, whose topics auto-create with 3 partitions). Every
+Each test runs on the ``redis`` strategy and on ``kafka`` (records on the
+session's Kafka 4 broker; the kafka strategy creates its topics). Every
 run is counted in Redis by the task itself (``worker_reliability_tasks``),
 so the counts are what really executed, whatever the workers report.
 """
@@ -63,13 +63,13 @@ def config(
 ) -> Callable[..., Path]:
     kafka = ""
     if strategy == "kafka":
-        # A real broker: the mock cluster's coordinator refuses some members' SyncGroup,
-        # so three processes would spend the test rebalancing instead of sharing.
-        broker = request.getfixturevalue("kafka09_broker")
-        timings = {
-            "consumer": {"session_timeout": 6, "heartbeat_interval": 1, "commit_interval": 0.1}
+        # The session's Kafka 4 broker; the namespace below keeps this test's topics apart.
+        bootstrap = request.getfixturevalue("kafka_bootstrap")
+        section = {
+            "bootstrap_servers": bootstrap.split(","),
+            "consumer": {"session_timeout": 6, "heartbeat_interval": 1, "commit_interval": 0.1},
         }
-        kafka = f"kafka: {json.dumps(broker.kafka_settings(**timings))}\n"
+        kafka = f"kafka: {json.dumps(section)}\n"
 
     def write(extra: str = "") -> Path:
         path = tmp_path / "config.yaml"
@@ -126,6 +126,7 @@ def workers() -> Iterator[Callable[[Path, int], list[subprocess.Popen[str]]]]:
             while not (line := process.stdout.readline()).startswith("worker "):
                 assert line, "".join(seen) + (process.stderr.read() if process.stderr else "")
                 seen.append(line)
+        await_group(path, len(started))
         return batch
 
     yield start
@@ -133,6 +134,46 @@ def workers() -> Iterator[Callable[[Path, int], list[subprocess.Popen[str]]]]:
         if process.poll() is None:
             process.kill()
         process.communicate(timeout=10)
+
+
+def await_group(path: Path, members: int) -> None:
+    """On the kafka strategy, wait until the workers' group is stable with ``members`` members.
+
+    A real broker hands every partition to the first member that joins; tasks
+    enqueued before the others are in would all go to it.
+    """
+    settings = load_settings(path, env={}, env_file=None)
+    assert settings.worker is not None
+    if settings.worker.strategy != "kafka":
+        return
+    assert settings.kafka is not None
+    from kafka.admin import KafkaAdminClient
+    from kafka.errors import KafkaError
+    from kafka.protocol.admin import DescribeGroupsRequest
+
+    group = f"{settings.worker.namespace}.workers"
+    admin = KafkaAdminClient(bootstrap_servers=settings.kafka.bootstrap_servers)
+    try:
+
+        def stable() -> bool:
+            # DescribeGroups v2 by hand: kafka-python 2.3's describe_consumer_groups
+            # asks v3 and fails to decode Kafka 4's authorized operations.
+            try:
+                (coordinator,) = admin._find_coordinator_ids([group]).values()
+                future = admin._send_request_to_node(
+                    coordinator, DescribeGroupsRequest[2](groups=[group])
+                )
+                admin._wait_for_futures([future])
+            except KafkaError as exc:
+                if exc.retriable:  # the first group of a fresh broker: no coordinator yet
+                    return False
+                raise
+            (error_code, _group, state, _type, _protocol, found) = future.value.groups[0]
+            return bool(error_code == 0 and state == "Stable" and len(found) == members)
+
+        wait_until(stable, timeout=60, what=f"{members} members in group {group}")
+    finally:
+        admin.close()
 
 
 def stop(processes: list[subprocess.Popen[str]]) -> None:

@@ -174,15 +174,45 @@ class MessageBus:
         """What a runner reads: each (type, group) as events; each type's 1st group, commands."""
         return self._consumer.subscriptions()
 
-    def publish(self, type: str, data: Any = None, *, subject: str | None = None) -> Message:
+    def publish(
+        self,
+        type: str,
+        data: Any = None,
+        *,
+        subject: str | None = None,
+        content_type: str | None = None,
+        dataschema: str | None = None,
+    ) -> Message:
         """Publish an event: every consumer group subscribed to ``type`` gets a copy."""
-        message = Message.new(type, data, source=self.source, subject=subject)
+        message = Message.new(
+            type,
+            data,
+            source=self.source,
+            subject=subject,
+            content_type=content_type,
+            dataschema=dataschema,
+        )
         self.transport.publish(message, self._consumer)
         return message
 
-    def send(self, type: str, data: Any = None, *, subject: str | None = None) -> Message:
+    def send(
+        self,
+        type: str,
+        data: Any = None,
+        *,
+        subject: str | None = None,
+        content_type: str | None = None,
+        dataschema: str | None = None,
+    ) -> Message:
         """Send a command to exactly one handler; with none, raise HandlerNotFound."""
-        message = Message.new(type, data, source=self.source, subject=subject)
+        message = Message.new(
+            type,
+            data,
+            source=self.source,
+            subject=subject,
+            content_type=content_type,
+            dataschema=dataschema,
+        )
         self.transport.send(message, self._consumer)
         return message
 
@@ -248,15 +278,45 @@ class AsyncMessageBus:
         """See :meth:`MessageBus.subscriptions`."""
         return self._consumer.subscriptions()
 
-    async def publish(self, type: str, data: Any = None, *, subject: str | None = None) -> Message:
+    async def publish(
+        self,
+        type: str,
+        data: Any = None,
+        *,
+        subject: str | None = None,
+        content_type: str | None = None,
+        dataschema: str | None = None,
+    ) -> Message:
         """Publish an event: every consumer group subscribed to ``type`` gets a copy."""
-        message = Message.new(type, data, source=self.source, subject=subject)
+        message = Message.new(
+            type,
+            data,
+            source=self.source,
+            subject=subject,
+            content_type=content_type,
+            dataschema=dataschema,
+        )
         await self.transport.apublish(message, self._consumer)
         return message
 
-    async def send(self, type: str, data: Any = None, *, subject: str | None = None) -> Message:
+    async def send(
+        self,
+        type: str,
+        data: Any = None,
+        *,
+        subject: str | None = None,
+        content_type: str | None = None,
+        dataschema: str | None = None,
+    ) -> Message:
         """Send a command to exactly one handler; with none, raise HandlerNotFound."""
-        message = Message.new(type, data, source=self.source, subject=subject)
+        message = Message.new(
+            type,
+            data,
+            source=self.source,
+            subject=subject,
+            content_type=content_type,
+            dataschema=dataschema,
+        )
         await self.transport.asend(message, self._consumer)
         return message
 

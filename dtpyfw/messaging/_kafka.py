@@ -1,13 +1,16 @@
 """Messages on Kafka topics, read by consumer groups with manual commits.
 
-- **Publishing** sends the serialised message (the structured form, which
-  every broker carries) with the message's ``subject`` as the key (one
-  subject, one partition, order kept) and waits for the acknowledgement
-  (``acks`` from the ``kafka`` section). Where the broker carries headers
-  (0.11+), the attributes also travel as CloudEvents Kafka-binding headers
-  (``ce_id``, ``ce_type``, ``ce_source``, ... and ``content-type``), for
-  routing and inspection without decoding. Retriable failures are retried
-  under ``publish_retry``.
+- **Publishing** follows the CloudEvents Kafka protocol binding, with the
+  message's ``subject`` as the key (one subject, one partition, order kept),
+  and waits for the acknowledgement (``acks`` from the ``kafka`` section).
+  With ``serializer: json`` a record is in *structured* mode: the value is
+  the CloudEvents JSON, ``content-type`` is ``application/cloudevents+json``,
+  and the attributes also travel as ``ce_`` headers for routing without
+  decoding. With ``serializer: binary`` it is in *binary* mode: the value is
+  the data itself (raw bytes, or JSON), ``content-type`` is the message's
+  ``datacontenttype`` and the attributes are ``ce_`` headers. Brokers
+  without headers (before 0.11) get the serializer's own bytes. Retriable
+  failures are retried under ``publish_retry``.
 - **Topics** are created through the admin API on first use when
   ``messaging.kafka.create_topics`` is on and the broker has one; otherwise
   the broker auto-creates them.
@@ -24,8 +27,12 @@
 - **Dead letters** go to ``<topic><dead_letter_suffix>`` as a JSON record
   (plus ``dlq_*`` headers where supported), then the message is committed:
   a poison message never blocks its partition.
-- Records written by other CloudEvents producers in *binary* mode (``ce_``
-  headers, data as the value) are read too.
+- **Reading**, the ``content-type`` header decides, before the value is
+  looked at: ``application/cloudevents...`` is structured mode; any other
+  with a ``ce_specversion`` header is binary mode (attributes from the
+  headers, the value is the data); a record without headers is one of our
+  serializers' formats. So binary-mode data that happens to look like an
+  envelope is never mistaken for one.
 """
 
 from __future__ import annotations
@@ -41,6 +48,8 @@ import threading
 import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, Literal
+
+from pydantic_core import PydanticSerializationError, to_json
 
 from dtpyfw.core.errors import MessagingError
 from dtpyfw.core.retry import RetryPolicy
@@ -60,7 +69,12 @@ from dtpyfw.messaging._bus import AsyncConsumer
 from dtpyfw.messaging._bus import Consumer as BusConsumer
 from dtpyfw.messaging._delivery import DeadLetter, aretry_call, retry_call
 from dtpyfw.messaging._message import InvalidMessage, Message
-from dtpyfw.messaging._serializer import JsonSerializer, Serializer, decode_message
+from dtpyfw.messaging._serializer import (
+    BinarySerializer,
+    JsonSerializer,
+    Serializer,
+    decode_message,
+)
 
 if TYPE_CHECKING:
     from dtpyfw.messaging._settings import MessagingSettings
@@ -155,9 +169,8 @@ class KafkaTransport:
     def send_record(self, topic: str, message: Message) -> None:
         """Serialise ``message`` and send it to ``topic``, confirmed, with retries."""
         self.ensure_topics([topic])
-        value = self.serializer.dumps(message)
+        value, headers = encode_record(message, self.serializer, self.headers_supported())
         key = message.subject.encode() if message.subject else None
-        headers = self._ce_headers(message) if self.headers_supported() else None
         retry_call(
             self.publish_retry, self.producer.publish, topic, value, key=key, headers=headers
         )
@@ -167,9 +180,8 @@ class KafkaTransport:
         if topic not in self._known_topics or self._headers is None:
             await asyncio.to_thread(self.ensure_topics, [topic])
             await asyncio.to_thread(self.headers_supported)
-        value = self.serializer.dumps(message)
+        value, headers = encode_record(message, self.serializer, bool(self._headers))
         key = message.subject.encode() if message.subject else None
-        headers = self._ce_headers(message) if self._headers else None
         producer = self._async()
         await aretry_call(
             self.publish_retry, producer.publish, topic, value, key=key, headers=headers
@@ -276,22 +288,96 @@ class KafkaTransport:
                     self._async_producer = AsyncProducer(self.producer)
         return self._async_producer
 
-    def _ce_headers(self, message: Message) -> list[tuple[str, bytes]]:
-        headers = [
-            ("ce_specversion", b"1.0"),
-            ("ce_id", message.id.encode()),
-            ("ce_source", message.source.encode()),
-            ("ce_type", message.type.encode()),
-            ("ce_time", message.time.isoformat().encode()),
-            ("content-type", self.serializer.content_type.encode()),
+
+_STRUCTURED = "application/cloudevents"
+# What dtpyfw's binary frame was labelled with before binary mode: still read as a frame.
+_FRAME_CONTENT_TYPE = BinarySerializer.content_type
+_HEADER_ATTRIBUTES = (
+    ("subject", "subject"),
+    ("dataschema", "dataschema"),
+    ("traceparent", "traceparent"),
+    ("correlationid", "correlation_id"),
+)
+
+
+def encode_record(
+    message: Message, serializer: Serializer, headers: bool
+) -> tuple[bytes, list[tuple[str, bytes]] | None]:
+    """The value and headers of ``message`` as a Kafka record (see the module docstring)."""
+    if not headers:
+        return serializer.dumps(message), None
+    ce_headers = [
+        ("ce_specversion", message.specversion.encode()),
+        ("ce_id", message.id.encode()),
+        ("ce_source", message.source.encode()),
+        ("ce_type", message.type.encode()),
+    ]
+    if message.time is not None:
+        ce_headers.append(("ce_time", message.time.isoformat().encode()))
+    for name, field in _HEADER_ATTRIBUTES:
+        value = getattr(message, field)
+        if value is not None:
+            ce_headers.append((f"ce_{name}", str(value).encode()))
+    if not isinstance(serializer, BinarySerializer):
+        return serializer.dumps(message), [
+            *ce_headers,
+            ("content-type", serializer.content_type.encode()),
         ]
-        if message.subject is not None:
-            headers.append(("ce_subject", message.subject.encode()))
-        if message.traceparent is not None:
-            headers.append(("ce_traceparent", message.traceparent.encode()))
-        if message.correlation_id is not None:
-            headers.append(("ce_correlationid", message.correlation_id.encode()))
-        return headers
+    data = message.data
+    if isinstance(data, bytes | bytearray):
+        value = bytes(data)
+    elif data is None:
+        value = b""
+    else:
+        try:
+            value = to_json(data)
+        except PydanticSerializationError as exc:
+            raise MessagingError(
+                f"data of message {message.type!r} cannot be serialised to JSON: {exc}"
+            ) from exc
+    if message.datacontenttype is not None:
+        ce_headers.append(("content-type", message.datacontenttype.encode()))
+    return value, ce_headers
+
+
+def decode_record(value: bytes, headers: Sequence[tuple[str, bytes | None]]) -> Message:
+    """The message of a Kafka record in either content mode; InvalidMessage if it is none."""
+    content_type: str | None = None
+    attributes: dict[str, Any] = {}
+    for name, raw in headers:
+        if raw is None:
+            continue
+        lowered = name.lower()
+        if lowered == "content-type":
+            content_type = raw.decode(errors="replace")
+        elif lowered.startswith("ce_"):
+            attributes[lowered[3:]] = raw.decode(errors="replace")
+    if content_type is None and "specversion" not in attributes:
+        return decode_message(value)  # no headers: one of our serializers' formats
+    if content_type is not None and (
+        content_type.lower().startswith(_STRUCTURED) or content_type == _FRAME_CONTENT_TYPE
+    ):
+        return decode_message(value)
+    if "specversion" not in attributes:
+        raise InvalidMessage(
+            f"a record with content-type {content_type!r} and no ce_specversion header "
+            "is no CloudEvent"
+        )
+    data: Any = value
+    if content_type is not None and _is_json(content_type):
+        try:
+            data = json.loads(value) if value else None
+        except ValueError as exc:
+            raise InvalidMessage(f"binary-mode record with bad JSON data: {exc}") from exc
+    if content_type is not None:
+        attributes["datacontenttype"] = content_type
+    return Message.received({**attributes, "data": data})
+
+
+def _is_json(content_type: str) -> bool:
+    """``application/json``, ``text/json`` or any ``+json`` media type (parameters ignored)."""
+    media = content_type.split(";", 1)[0].strip().lower()
+    return media in ("application/json", "text/json") or media.endswith("+json")
 
 
 class _KafkaDelivery(Delivery):
@@ -306,37 +392,7 @@ class _KafkaDelivery(Delivery):
         return f"{topic}[{partition}]@{offset}"
 
     def decode(self) -> Message:
-        try:
-            return decode_message(self.raw)
-        except InvalidMessage:
-            attributes = {
-                name[3:]: value.decode()
-                for name, value in self.headers
-                if name.startswith("ce_") and value is not None
-            }
-            if "specversion" not in attributes:
-                raise
-        content_type = next(
-            (v.decode() for n, v in self.headers if n.lower() == "content-type" and v), None
-        )
-        data: Any = self.raw
-        if content_type and "json" in content_type:
-            try:
-                data = json.loads(self.raw)
-            except ValueError as exc:
-                raise InvalidMessage(f"binary-mode record with bad JSON data: {exc}") from exc
-        if "correlationid" in attributes:
-            attributes["correlation_id"] = attributes.pop("correlationid")
-        try:
-            return Message.model_validate(
-                {
-                    **attributes,
-                    "datacontenttype": content_type or "application/octet-stream",
-                    "data": data,
-                }
-            )
-        except ValueError as exc:
-            raise InvalidMessage(f"not a valid binary-mode CloudEvent: {exc}") from exc
+        return decode_record(self.raw, self.headers)
 
 
 class _Partition:

@@ -1,9 +1,16 @@
 """The message envelope every transport carries, and the registry that types its data.
 
 :class:`Message` holds the CloudEvents 1.0 attributes (``specversion``,
-``id``, ``source``, ``type``, ``time``, ``subject``, ``datacontenttype``),
-our ``traceparent`` and ``correlation_id``, and ``data``: a pydantic model,
-a JSON-compatible value, or ``bytes``. On the wire it is CloudEvents JSON or
+``id``, ``source``, ``type``, ``time``, ``subject``, ``datacontenttype``,
+``dataschema``), the ``traceparent`` and ``correlationid`` extensions
+(``correlation_id`` in Python), and ``data``: a pydantic model, a
+JSON-compatible value, or ``bytes``.
+
+A message *made* here gets a fresh ``id`` and the current ``time``. A
+message *received* (:meth:`Message.received`, which every decoder uses) gets
+nothing invented: one without ``specversion``, ``id``, ``source`` or
+``type`` is :class:`InvalidMessage`; a missing ``time`` or
+``datacontenttype`` stays None, as the specification allows. On the wire it is CloudEvents JSON or
 a compact binary frame (:mod:`dtpyfw.messaging._serializer`), so a received
 message's ``data`` is plain JSON; :meth:`TypeRegistry.decode` turns it back
 into the model registered for the message's ``type``, validating it (the
@@ -17,9 +24,17 @@ __all__ = ["InvalidMessage", "Message", "TypeRegistry"]
 import secrets
 import threading
 from datetime import UTC, datetime
-from typing import Any, Literal, TypeVar
+from typing import Any, Literal, Self, TypeVar
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError
+from pydantic import (
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    model_validator,
+)
 from pydantic_core import PydanticSerializationError
 
 from dtpyfw.core.context import current_context
@@ -44,6 +59,12 @@ def _now() -> datetime:
     return datetime.now(UTC)
 
 
+#: The attributes every CloudEvent must carry (CloudEvents 1.0, "Required Attributes").
+REQUIRED_ATTRIBUTES = ("specversion", "id", "source", "type")
+_RECEIVED = {"received": True}
+_OCTET_STREAM = "application/octet-stream"
+
+
 class Message(BaseModel):
     """One event or command: CloudEvents 1.0 attributes plus tracing context and data.
 
@@ -51,33 +72,73 @@ class Message(BaseModel):
     at-least-once delivery.
     """
 
-    model_config = ConfigDict(frozen=True, extra="ignore")
+    # populate_by_name: Python code says correlation_id, the wire correlationid
+    # (extension names are lowercase a-z and 0-9 only).
+    model_config = ConfigDict(frozen=True, extra="ignore", populate_by_name=True)
 
     specversion: Literal["1.0"] = "1.0"
     id: str = Field(default_factory=_new_id, min_length=1)
     source: str = Field(min_length=1)
     type: str = Field(min_length=1)
-    time: AwareDatetime = Field(default_factory=_now)
-    subject: str | None = None
-    datacontenttype: str = "application/json"
+    time: AwareDatetime | None = Field(default_factory=_now)
+    subject: str | None = Field(default=None, min_length=1)
+    datacontenttype: str | None = "application/json"
+    dataschema: str | None = Field(default=None, min_length=1)
     traceparent: str | None = None
-    correlation_id: str | None = None
+    correlation_id: str | None = Field(default=None, alias="correlationid")
     data: Any = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _nothing_invented_on_receipt(cls, values: Any, info: ValidationInfo) -> Any:
+        if not isinstance(values, dict) or not (info.context or {}).get("received"):
+            return values
+        missing = [name for name in REQUIRED_ATTRIBUTES if values.get(name) in (None, "")]
+        if missing:
+            raise ValueError(f"required CloudEvents attributes missing: {', '.join(missing)}")
+        # Absent optional attributes stay absent: no "now", no assumed content type.
+        return {"time": None, "datacontenttype": None, **values}
+
+    @classmethod
+    def received(cls, envelope: dict[str, Any] | bytes | str) -> Self:
+        """A message from an envelope that came off the wire; InvalidMessage if it is no event.
+
+        Unlike the constructor it fills in nothing (see the module docstring).
+        """
+        try:
+            if isinstance(envelope, dict):
+                return cls.model_validate(envelope, context=_RECEIVED)
+            return cls.model_validate_json(envelope, context=_RECEIVED)
+        except ValidationError as exc:
+            raise InvalidMessage(f"not a valid message envelope: {_first_error(exc)}") from exc
 
     @classmethod
     def new(
-        cls, type: str, data: Any = None, *, source: str, subject: str | None = None
+        cls,
+        type: str,
+        data: Any = None,
+        *,
+        source: str,
+        subject: str | None = None,
+        content_type: str | None = None,
+        dataschema: str | None = None,
     ) -> Message:
         """A message stamped with the current context's ``traceparent`` and correlation id.
 
         The correlation id is the bound ``correlation_id``, else the ``request_id``.
+        ``content_type`` is the data's media type (``datacontenttype``): by default
+        ``application/octet-stream`` for ``bytes`` and ``application/json`` otherwise.
         """
         context = current_context()
+        if content_type is None:
+            content_type = _OCTET_STREAM if isinstance(data, bytes | bytearray) else None
         return cls(
             type=type,
             source=source,
             subject=subject,
             data=data,
+            datacontenttype=content_type or "application/json",
+            dataschema=dataschema,
             traceparent=context.traceparent(),
             correlation_id=context.correlation_id or context.request_id,
         )
@@ -85,19 +146,26 @@ class Message(BaseModel):
     def to_json(self) -> bytes:
         """The message as one UTF-8 JSON object; data that is not JSON raises MessagingError."""
         try:
-            return self.model_dump_json().encode()
+            return self.model_dump_json(by_alias=True).encode()
         except PydanticSerializationError as exc:
             raise MessagingError(
                 f"data of message {self.type!r} cannot be serialised to JSON: {exc}"
             ) from exc
 
     @classmethod
-    def from_json(cls, raw: bytes | str) -> Message:
-        """Parse a message from JSON; a malformed envelope raises InvalidMessage."""
-        try:
-            return cls.model_validate_json(raw)
-        except ValidationError as exc:
-            raise InvalidMessage(f"not a valid message envelope: {exc}") from exc
+    def from_json(cls, raw: bytes | str) -> Self:
+        """Parse a received message from JSON; a malformed envelope raises InvalidMessage."""
+        return cls.received(raw)
+
+
+def _first_error(exc: ValidationError) -> str:
+    errors = exc.errors()
+    if not errors:
+        return str(exc)
+    first = errors[0]
+    where = ".".join(str(part) for part in first["loc"]) or "message"
+    more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
+    return f"{where}: {first['msg']}{more}"
 
 
 class TypeRegistry:

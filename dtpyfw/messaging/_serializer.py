@@ -7,7 +7,8 @@ config change even while messages of the old one are still queued.
 ``json`` (the default)
     The CloudEvents JSON event format: one object holding the attributes and
     ``data``. Absent optional attributes are left out; ``bytes`` data travels
-    base64-encoded as ``data_base64``, as the specification says.
+    base64-encoded as ``data_base64``, as the specification says. A received
+    object with both ``data`` and ``data_base64`` is invalid.
 
 ``binary``
     A compact frame for services that move bytes (images, protobuf, ...)
@@ -21,7 +22,10 @@ config change even while messages of the old one are still queued.
         data       the rest  raw bytes, or the JSON of data
 
     ``bytes`` data is stored raw (its ``datacontenttype`` defaults to
-    ``application/octet-stream``); any other data is stored as JSON.
+    ``application/octet-stream``); any other data is stored as JSON. It is
+    dtpyfw's own frame, not a CloudEvents format: on Kafka, where records
+    have headers, ``binary`` means the Kafka binding's binary mode instead
+    (:mod:`dtpyfw.messaging._kafka`).
 """
 
 from __future__ import annotations
@@ -39,7 +43,6 @@ import json
 import struct
 from typing import Any, Literal, Protocol
 
-from pydantic import ValidationError
 from pydantic_core import PydanticSerializationError, from_json, to_json
 
 from dtpyfw.core.errors import MessagingError
@@ -48,15 +51,18 @@ from dtpyfw.messaging._message import InvalidMessage, Message
 _MAGIC = b"\xd7CE\x01"
 _RAW_DATA, _NO_DATA = 0x01, 0x02
 _OCTET_STREAM = "application/octet-stream"
+# (wire name, field): the frame uses the CloudEvents names.
 _ATTRIBUTES = (
-    "id",
-    "source",
-    "type",
-    "time",
-    "subject",
-    "datacontenttype",
-    "traceparent",
-    "correlation_id",
+    ("specversion", "specversion"),
+    ("id", "id"),
+    ("source", "source"),
+    ("type", "type"),
+    ("time", "time"),
+    ("subject", "subject"),
+    ("datacontenttype", "datacontenttype"),
+    ("dataschema", "dataschema"),
+    ("traceparent", "traceparent"),
+    ("correlationid", "correlation_id"),
 )
 _U16 = struct.Struct(">H")
 
@@ -82,11 +88,13 @@ class JsonSerializer:
     def dumps(self, message: Message) -> bytes:
         """One UTF-8 JSON object; ``bytes`` data becomes ``data_base64``."""
         if isinstance(message.data, bytes | bytearray):
-            envelope = message.model_dump(mode="json", exclude={"data"}, exclude_none=True)
+            envelope = message.model_dump(
+                mode="json", exclude={"data"}, exclude_none=True, by_alias=True
+            )
             envelope["data_base64"] = base64.b64encode(message.data).decode("ascii")
             return json.dumps(envelope, separators=(",", ":")).encode()
         try:
-            return message.model_dump_json(exclude_none=True).encode()
+            return message.model_dump_json(exclude_none=True, by_alias=True).encode()
         except PydanticSerializationError as exc:
             raise MessagingError(
                 f"data of message {message.type!r} cannot be serialised to JSON: {exc}"
@@ -115,8 +123,8 @@ class BinarySerializer:
                     f"data of message {message.type!r} cannot be serialised to JSON: {exc}"
                 ) from exc
         attributes = []
-        for name in _ATTRIBUTES:
-            value = getattr(message, name)
+        for name, field in _ATTRIBUTES:
+            value = getattr(message, field)
             if value is None:
                 continue
             text = value.isoformat() if name == "time" else value
@@ -146,22 +154,27 @@ def decode_message(raw: bytes) -> Message:
     if first == b"\xd7" and raw.startswith(_MAGIC):
         return _decode_binary(raw)
     if first == b"{" or first in (b" ", b"\n", b"\r", b"\t"):
-        if b'"data_base64"' in raw:
-            return _decode_base64_json(raw)
-        try:
-            return Message.model_validate_json(raw)
-        except ValidationError as exc:
-            raise InvalidMessage(f"not a valid message envelope: {_first_error(exc)}") from exc
+        if b'"data_base64"' in raw:  # maybe only inside data: decided on the parsed object
+            return _decode_json_object(raw)
+        return Message.received(raw)
     raise InvalidMessage(f"not a message in a known format (starts with {raw[:8]!r})")
 
 
-def _decode_base64_json(raw: bytes) -> Message:
+def _decode_json_object(raw: bytes) -> Message:
     try:
-        envelope: dict[str, Any] = json.loads(raw)
-        envelope["data"] = base64.b64decode(envelope.pop("data_base64"), validate=True)
-        return Message.model_validate(envelope)
-    except (ValueError, TypeError, KeyError, AttributeError) as exc:
+        envelope = json.loads(raw)
+    except ValueError as exc:
         raise InvalidMessage(f"not a valid message envelope: {exc}") from exc
+    if not isinstance(envelope, dict):
+        raise InvalidMessage("not a valid message envelope: not a JSON object")
+    if "data_base64" in envelope:
+        if "data" in envelope:
+            raise InvalidMessage("not a valid message envelope: both data and data_base64")
+        try:
+            envelope["data"] = base64.b64decode(envelope.pop("data_base64"), validate=True)
+        except (ValueError, TypeError) as exc:
+            raise InvalidMessage(f"not a valid message envelope: data_base64: {exc}") from exc
+    return Message.received(envelope)
 
 
 def _decode_binary(raw: bytes) -> Message:
@@ -186,16 +199,8 @@ def _decode_binary(raw: bytes) -> Message:
             envelope["data"] = body
         else:
             envelope["data"] = from_json(body)
-        return Message.model_validate(envelope)
     except (IndexError, struct.error, UnicodeDecodeError, ValueError) as exc:
         raise InvalidMessage(f"not a valid binary message frame: {exc}") from exc
-
-
-def _first_error(exc: ValidationError) -> str:
-    errors = exc.errors()
-    if not errors:
-        return str(exc)
-    first = errors[0]
-    where = ".".join(str(part) for part in first["loc"]) or "message"
-    more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
-    return f"{where}: {first['msg']}{more}"
+    # Frames written before specversion was stored in them are ours, and 1.0.
+    envelope.setdefault("specversion", "1.0")
+    return Message.received(envelope)

@@ -68,7 +68,7 @@ class TaskMessage(Message):
     @classmethod
     def decode(cls, raw: str | bytes) -> TaskMessage:
         """Parse an envelope; a malformed one raises MessagingError."""
-        return cls.from_json(raw)  # type: ignore[return-value]  # from_json builds cls
+        return cls.from_json(raw)
 
 
 class TaskState(StrEnum):

@@ -111,3 +111,48 @@ def test_our_records_are_read_by_the_sdk(
     binary = from_binary(KafkaMessage(headers=headers, key=record.key, value=b"{}"))
     for name in ("id", "type", "source", "subject", "specversion"):
         assert binary[name] == structured[name], name
+
+
+def test_serializer_binary_is_binary_mode_on_a_real_broker(
+    kafka_test_settings: dict[str, Any], kafka_service: ServiceHandle
+) -> None:
+    """serializer: binary writes the binding's binary mode; the SDK and our runner read it."""
+    prefix = f"ce{uuid.uuid4().hex[:8]}."
+    topic = f"{prefix}image.stored"
+    create_topic(kafka_service, topic, 1)
+    settings = KafkaSettings.model_validate(kafka_test_settings)
+    container = MessagingContainer(
+        settings=MessagingSettings(
+            transport="kafka", channel_prefix=prefix, group_prefix=prefix, serializer="binary"
+        ),
+        kafka_settings=settings,
+    )
+    bus = container.bus()
+    received: list[Message] = []
+    bus.subscribe("image.stored", received.append, group="thumbs")
+    try:
+        with container.runner():
+            sent = bus.publish(
+                "image.stored", b"\x89PNG-bytes", subject="img/1", content_type="image/png"
+            )
+            wait_until(lambda: bool(received), timeout=30, what="the image event")
+    finally:
+        container.shutdown_resources()
+    assert received == [sent]
+    with Consumer(settings, None) as consumer:
+        consumer.assign([(topic, 0)])
+        consumer.seek_to_beginning()
+        records: list[Any] = []
+        wait_until(lambda: bool(records.extend(consumer.poll(0.2)) or records), timeout=30)
+    (record,) = records
+    assert record.value == b"\x89PNG-bytes"  # the data itself
+    event = from_binary(
+        KafkaMessage(headers=dict(record.headers), key=record.key, value=record.value),
+        data_unmarshaller=lambda raw: raw,
+    )
+    assert (event["id"], event["datacontenttype"], event["subject"]) == (
+        sent.id,
+        "image/png",
+        "img/1",
+    )
+    assert event.data == b"\x89PNG-bytes"

@@ -15,6 +15,11 @@
   than ``claim_idle`` seconds ago and never acknowledged (their consumer
   crashed). Keep ``claim_idle`` above your slowest handler, or a message
   still being handled is handed out again.
+- **Poison messages end**: a reclaimed message that Redis has delivered more
+  than ``max_deliveries`` times (its delivery count, which XAUTOCLAIM
+  raises and XPENDING reports) is dead-lettered instead of handed out
+  again, with the count as the reason: a message whose handler kills its
+  process each time cannot cycle through the group forever.
 - **Dead letters** go to ``<channel><dead_letter_suffix>`` as a JSON record
   (field ``dead_letter``), written and acknowledged in one ``MULTI``.
 - Trimming can drop messages a slow group has not read yet: size
@@ -83,6 +88,7 @@ class RedisStreamsTransport:
         max_age: float | None = None,
         claim_idle: float = 60.0,
         claim_interval: float = 5.0,
+        max_deliveries: int = 5,
         start_from: Literal["earliest", "latest"] = "earliest",
         max_block: float = 4.0,
         owns_clients: bool = False,
@@ -99,6 +105,7 @@ class RedisStreamsTransport:
         self.max_age = max_age
         self.claim_idle = claim_idle
         self.claim_interval = claim_interval
+        self.max_deliveries = max_deliveries
         self.start_from = start_from
         self.max_block = max_block
         self._owns_clients = owns_clients
@@ -141,6 +148,7 @@ class RedisStreamsTransport:
             max_age=streams.max_age,
             claim_idle=streams.claim_idle,
             claim_interval=streams.claim_interval,
+            max_deliveries=streams.max_deliveries,
             start_from=settings.start_from,
             # A blocking read must end before the socket times out.
             max_block=socket_timeout * 0.8,
@@ -446,11 +454,16 @@ class _RedisInbox:
             self._claim_from[channel] = (
                 next_start.decode() if isinstance(next_start, bytes) else str(next_start)
             )
-            for entry_id, fields in entries:
-                if fields is None:
-                    deleted.append(entry_id)
+            live = [(entry_id, fields) for entry_id, fields in entries if fields is not None]
+            deleted += [entry_id for entry_id, fields in entries if fields is None]
+            counts = self._delivery_counts(channel, [entry_id for entry_id, _ in live])
+            for entry_id, fields in live:
+                delivery = self._delivery(channel, entry_id, fields)
+                times = counts.get(entry_id, 0)
+                if times > self._transport.max_deliveries:
+                    self._dead_letter_poison(delivery, times)
                 else:
-                    found.append(self._delivery(channel, entry_id, fields))
+                    found.append(delivery)
             if deleted:  # trimmed away while pending: nothing left to handle
                 self._client.xack(channel, self._group, *deleted)
             if entries:
@@ -464,6 +477,35 @@ class _RedisInbox:
         if all(start == "0-0" for start in self._claim_from.values()):
             self._next_claim = time.monotonic() + self._transport.claim_interval
         return found
+
+    def _delivery_counts(self, channel: str, ids: list[bytes]) -> dict[bytes, int]:
+        """How many times Redis delivered each of ``ids`` (claimed just now, so pending)."""
+        if not ids:
+            return {}
+        # One exact XPENDING per entry, pipelined: one round trip, and other pending
+        # entries between them cannot crowd ours out of a range reply.
+        pipe = self._client.pipeline(transaction=False)
+        for entry_id in ids:
+            pipe.xpending_range(channel, self._group, min=entry_id, max=entry_id, count=1)
+        counts: dict[bytes, int] = {}
+        for entry_id, reply in zip(ids, pipe.execute(), strict=True):
+            if reply:
+                counts[entry_id] = int(reply[0]["times_delivered"])
+        return counts
+
+    def _dead_letter_poison(self, delivery: Delivery, times: int) -> None:
+        reason = (
+            f"delivered {times} times without an acknowledgement (max_deliveries "
+            f"{self._transport.max_deliveries}): its handler's consumers died or timed out"
+        )
+        logger.error(
+            "dead-lettering %s of %s: %s",
+            delivery.token,
+            delivery.channel,
+            reason,
+            extra={"channel": delivery.channel, "group": self.group, "deliveries": times},
+        )
+        self.dead_letter(delivery, reason, times)
 
     def _delivery(self, channel: str, entry_id: bytes, fields: dict[bytes, bytes]) -> Delivery:
         return Delivery(channel, self.group, fields.get(_FIELD, b""), entry_id)

@@ -44,6 +44,12 @@ class RedisStreamSettings(BaseModel):
     claim_interval: float = Field(
         default=5.0, gt=0, description="seconds between scans for messages to reclaim"
     )
+    max_deliveries: int = Field(
+        default=5,
+        ge=1,
+        description="deliveries a message may get without an acknowledgement (each reclaim "
+        "after its consumer died or stalled counts) before it is dead-lettered",
+    )
 
 
 class KafkaChannelSettings(BaseModel):
@@ -102,8 +108,8 @@ class MessagingSettings(BaseModel):
     )
     serializer: Literal["json", "binary"] = Field(
         default="json",
-        description="wire format written (both are read): CloudEvents JSON, or the compact "
-        "binary frame with raw bytes data",
+        description="wire format written (both are read): CloudEvents JSON, or binary: raw "
+        "bytes data (on Kafka the binding's binary mode, elsewhere a compact frame)",
     )
     retry: RetryPolicy = Field(
         default_factory=lambda: RetryPolicy(attempts=3, initial_delay=0.05, max_delay=1.0),

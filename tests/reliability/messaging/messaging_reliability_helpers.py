@@ -40,6 +40,9 @@ key = config["key"]
 work = config.get("work_seconds", 0)  # what a real handler spends per message
 
 def handle(message):
+    if message.data.get("die"):  # a poison message: its handler takes the process down
+        record.incr(key + ":deaths")
+        os.kill(os.getpid(), signal.SIGKILL)
     if work:
         time.sleep(work)
     pipe = record.pipeline(transaction=False)

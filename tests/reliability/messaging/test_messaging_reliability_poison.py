@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import threading
 import uuid
+from collections.abc import Callable
 from typing import Any
 
 import pytest
 import redis
-from messaging_reliability_helpers import wait_until
+from messaging_reliability_helpers import ConsumerProcess, wait_until
 from pydantic import BaseModel
 
 from dtpyfw.messaging import Message, MessagingContainer, MessagingSettings
@@ -101,3 +102,73 @@ def _assert_all_acknowledged(
 
     with Consumer(options["kafka_settings"], f"{prefix}workers") as consumer:
         assert consumer.committed((f"{prefix}job", 0)) == GOOD + 2
+
+
+def test_a_message_whose_handler_kills_its_process_ends_in_the_dead_letters(
+    private_redis_url: str, consumers: Callable[[dict[str, Any]], ConsumerProcess]
+) -> None:
+    """Redis streams: each delivery SIGKILLs its consumer; after max_deliveries it is a DLQ entry.
+
+    Without the delivery count it would be reclaimed by one consumer after
+    another for ever; the good messages behind it still all get handled.
+    """
+    from dtpyfw.redis import RedisSettings
+
+    prefix = f"kill{uuid.uuid4().hex[:8]}."
+    max_deliveries = 3
+    messaging = {
+        "transport": "redis",
+        "channel_prefix": prefix,
+        "group_prefix": prefix,
+        "concurrency": 1,
+        "batch_size": 1,
+        "poll_timeout": 0.1,
+        "redis": {"claim_idle": 0.3, "claim_interval": 0.1, "max_deliveries": max_deliveries},
+    }
+    config = {
+        "record_url": private_redis_url,
+        "key": "handled",
+        "type": "job.run",
+        "group": "workers",
+        "messaging": messaging,
+        "redis": {"url": private_redis_url},
+    }
+    container = MessagingContainer(
+        settings=MessagingSettings.model_validate(messaging),
+        redis_settings=RedisSettings.model_validate({"url": private_redis_url}),
+    )
+    bus = container.bus()
+    bus.subscribe("job.run", lambda m: None, group="workers")  # the processes handle
+    poison = bus.publish("job.run", {"die": True, "n": -1})
+    for n in range(GOOD):
+        bus.publish("job.run", {"n": n})
+    record = redis.Redis.from_url(private_redis_url)
+    started: list[ConsumerProcess] = []
+
+    def dead_letters() -> list[Any]:
+        found: list[Any] = container.transport().read_dead_letters("job.run")
+        return found
+
+    try:
+        # A consumer that dies is replaced, as an orchestrator would, until the
+        # message is dead-lettered; the bound catches a message that cycles for ever.
+        while not dead_letters():
+            assert len(started) <= max_deliveries + 2, "the poison message never ended"
+            consumer = consumers(config)
+            started.append(consumer)
+            wait_until(lambda c=consumer: c.process.poll() is not None or bool(dead_letters()))
+        survivor = started[-1]
+        wait_until(lambda: record.hlen("handled") == GOOD)
+        assert survivor.process.poll() is None, survivor.output()
+        assert survivor.stop() == 0, survivor.output()
+    finally:
+        container.shutdown_resources()
+    (dead,) = dead_letters()
+    assert dead.message is not None
+    assert dead.message.id == poison.id
+    assert dead.attempts == max_deliveries + 1
+    assert f"delivered {max_deliveries + 1} times" in dead.error
+    assert int(record.get("handled:deaths") or 0) == max_deliveries  # each delivery ran once
+    assert sorted(int(n) for n in record.hkeys("handled")) == list(range(GOOD))
+    with redis.Redis.from_url(private_redis_url) as client:
+        assert client.xpending(f"{prefix}job.run", f"{prefix}workers")["pending"] == 0

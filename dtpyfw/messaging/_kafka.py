@@ -343,26 +343,33 @@ def encode_record(
 def decode_record(value: bytes, headers: Sequence[tuple[str, bytes | None]]) -> Message:
     """The message of a Kafka record in either content mode; InvalidMessage if it is none."""
     content_type: str | None = None
-    attributes: dict[str, Any] = {}
+    binary = False
     for name, raw in headers:
+        # Names compare case-insensitively; the length test keeps lower() off the
+        # other headers of every record (this runs once per message consumed).
         if raw is None:
             continue
-        lowered = name.lower()
-        if lowered == "content-type":
+        size = len(name)
+        if size == 12 and (name == "content-type" or name.lower() == "content-type"):
             content_type = raw.decode(errors="replace")
-        elif lowered.startswith("ce_"):
-            attributes[lowered[3:]] = raw.decode(errors="replace")
-    if content_type is None and "specversion" not in attributes:
+        elif size == 14 and (name == "ce_specversion" or name.lower() == "ce_specversion"):
+            binary = True
+    if content_type is None and not binary:
         return decode_message(value)  # no headers: one of our serializers' formats
     if content_type is not None and (
         content_type.lower().startswith(_STRUCTURED) or content_type == _FRAME_CONTENT_TYPE
     ):
         return decode_message(value)
-    if "specversion" not in attributes:
+    if not binary:
         raise InvalidMessage(
             f"a record with content-type {content_type!r} and no ce_specversion header "
             "is no CloudEvent"
         )
+    attributes: dict[str, Any] = {
+        name.lower()[3:]: raw.decode(errors="replace")
+        for name, raw in headers
+        if raw is not None and name[:3].lower() == "ce_"
+    }
     data: Any = value
     if content_type is not None and _is_json(content_type):
         try:

@@ -26,15 +26,7 @@ import threading
 from datetime import UTC, datetime
 from typing import Any, Literal, Self, TypeVar
 
-from pydantic import (
-    AwareDatetime,
-    BaseModel,
-    ConfigDict,
-    Field,
-    ValidationError,
-    ValidationInfo,
-    model_validator,
-)
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError
 from pydantic_core import PydanticSerializationError
 
 from dtpyfw.core.context import current_context
@@ -59,9 +51,6 @@ def _now() -> datetime:
     return datetime.now(UTC)
 
 
-#: The attributes every CloudEvent must carry (CloudEvents 1.0, "Required Attributes").
-REQUIRED_ATTRIBUTES = ("specversion", "id", "source", "type")
-_RECEIVED = {"received": True}
 _OCTET_STREAM = "application/octet-stream"
 
 
@@ -88,17 +77,6 @@ class Message(BaseModel):
     correlation_id: str | None = Field(default=None, alias="correlationid")
     data: Any = None
 
-    @model_validator(mode="before")
-    @classmethod
-    def _nothing_invented_on_receipt(cls, values: Any, info: ValidationInfo) -> Any:
-        if not isinstance(values, dict) or not (info.context or {}).get("received"):
-            return values
-        missing = [name for name in REQUIRED_ATTRIBUTES if values.get(name) in (None, "")]
-        if missing:
-            raise ValueError(f"required CloudEvents attributes missing: {', '.join(missing)}")
-        # Absent optional attributes stay absent: no "now", no assumed content type.
-        return {"time": None, "datacontenttype": None, **values}
-
     @classmethod
     def received(cls, envelope: dict[str, Any] | bytes | str) -> Self:
         """A message from an envelope that came off the wire; InvalidMessage if it is no event.
@@ -107,10 +85,24 @@ class Message(BaseModel):
         """
         try:
             if isinstance(envelope, dict):
-                return cls.model_validate(envelope, context=_RECEIVED)
-            return cls.model_validate_json(envelope, context=_RECEIVED)
+                message = cls.model_validate(envelope)
+            else:
+                message = cls.model_validate_json(envelope)
         except ValidationError as exc:
             raise InvalidMessage(f"not a valid message envelope: {_first_error(exc)}") from exc
+        # The defaults serve messages made here; what the sender left out is
+        # found in model_fields_set (validation stays in pydantic-core, fast).
+        given = message.model_fields_set
+        if "id" not in given or "specversion" not in given:
+            missing = [name for name in ("specversion", "id") if name not in given]
+            raise InvalidMessage(
+                f"not a valid message envelope: required CloudEvents attributes missing: "
+                f"{', '.join(missing)}"
+            )
+        if "time" not in given or "datacontenttype" not in given:
+            absent = {name: None for name in ("time", "datacontenttype") if name not in given}
+            return message.model_copy(update=absent)
+        return message
 
     @classmethod
     def new(

@@ -27,7 +27,7 @@ def message(data: object, **attributes: object) -> Message:
         "data": data,
     }
     values.update(attributes)
-    return Message.model_validate(values)
+    return Message(**values)
 
 
 @pytest.mark.parametrize("serializer", [JsonSerializer(), BinarySerializer()])

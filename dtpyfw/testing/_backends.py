@@ -8,12 +8,14 @@ slice of it:
 * ``redis_url``: the logical database ``redis_test_db`` (15), flushed before
   and after. Override ``redis_test_db`` in a conftest to reserve another one;
 * ``s3_bucket`` / ``gcs_bucket``: a fresh bucket on ``s3_url`` / ``gcs_url``,
-  emptied and deleted afterwards;
+  emptied and deleted afterwards; ``s3proxy_bucket`` / ``fake_gcs_bucket``
+  the same on s3proxy (which checks signatures) and fake-gcs-server;
 * ``kafka_bootstrap`` / ``kafka_test_settings``: the session's Kafka-protocol
   broker (see :mod:`dtpyfw.testing._kafka`) and a ``kafka`` section with
   short, test-friendly timings; ``kafka_broker``: a fresh Apache Kafka 4
   node per test, for kill and restart tests;
-* ``ftp_url`` / ``ftps_url``: the server's URL whose path is a fresh
+* ``ftp_url`` / ``ftps_url`` (pyftpdlib) and ``vsftpd_url`` /
+  ``vsftpds_url`` (vsftpd): the server's URL whose path is a fresh
   directory, removed with its content afterwards. An ``ftps://`` URL carries
   the CA file that verifies the server in its ``ca_file`` query parameter.
 
@@ -33,6 +35,9 @@ __all__ = [
     "ftp_url",
     "ftps_service",
     "ftps_url",
+    "fake_gcs_bucket",
+    "fake_gcs_service",
+    "fake_gcs_url",
     "gcs_bucket",
     "gcs_service",
     "gcs_url",
@@ -45,10 +50,19 @@ __all__ = [
     "s3_bucket",
     "s3_service",
     "s3_url",
+    "s3proxy_bucket",
+    "s3proxy_service",
+    "s3proxy_url",
+    "vsftpd_service",
+    "vsftpd_url",
+    "vsftpds_service",
+    "vsftpds_url",
 ]
 
+import ftplib
 import functools
 import os
+import posixpath
 import secrets
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -58,6 +72,7 @@ from urllib.parse import parse_qs, quote, unquote, urlsplit, urlunsplit
 import pytest
 
 from dtpyfw.core._extras import require
+from dtpyfw.testing._fake_gcs import find_fake_gcs
 from dtpyfw.testing._kafka import bootstrap_of, find_kafka
 from dtpyfw.testing._kafka_broker import KafkaBroker, start_kafka_broker
 from dtpyfw.testing._launchers import (
@@ -71,6 +86,8 @@ from dtpyfw.testing._launchers import (
     find_s3,
     s3_credentials,
 )
+from dtpyfw.testing._s3proxy import find_s3proxy
+from dtpyfw.testing._vsftpd import find_vsftpd, find_vsftpds
 
 _DATABASE_PREFIX = "dtpyfw_t_"
 _BUCKET_PREFIX = "dtpyfw-t-"
@@ -158,13 +175,8 @@ def s3_url(s3_service: ServiceHandle) -> str:
 @pytest.fixture
 def s3_bucket(s3_url: str) -> Iterator[str]:
     """The name of a fresh, empty bucket on ``s3_url``; emptied and deleted afterwards."""
-    client = _s3_client(s3_url)
-    name = f"{_BUCKET_PREFIX}{secrets.token_hex(6)}"
-    client.create_bucket(Bucket=name)
-    try:
+    with _fresh_s3_bucket(_s3_client(s3_url)) as name:
         yield name
-    finally:
-        _drop_s3_bucket(client, name)
 
 
 @pytest.fixture
@@ -176,12 +188,8 @@ def gcs_url(gcs_service: ServiceHandle) -> str:
 @pytest.fixture
 def gcs_bucket(gcs_url: str) -> Iterator[str]:
     """The name of a fresh, empty bucket on ``gcs_url``; emptied and deleted afterwards."""
-    name = f"{_BUCKET_PREFIX}{secrets.token_hex(6)}"
-    _gcs_request(gcs_url, "POST", "/storage/v1/b?project=dtpyfw-tests", {"name": name})
-    try:
+    with _fresh_gcs_bucket(gcs_url) as name:
         yield name
-    finally:
-        _drop_gcs_bucket(gcs_url, name)
 
 
 @pytest.fixture
@@ -262,6 +270,26 @@ def _s3_client(url: str) -> Any:
     )
 
 
+@contextmanager
+def _fresh_s3_bucket(client: Any) -> Iterator[str]:
+    name = f"{_BUCKET_PREFIX}{secrets.token_hex(6)}"
+    client.create_bucket(Bucket=name)
+    try:
+        yield name
+    finally:
+        _drop_s3_bucket(client, name)
+
+
+@contextmanager
+def _fresh_gcs_bucket(url: str) -> Iterator[str]:
+    name = f"{_BUCKET_PREFIX}{secrets.token_hex(6)}"
+    _gcs_request(url, "POST", "/storage/v1/b?project=dtpyfw-tests", {"name": name})
+    try:
+        yield name
+    finally:
+        _drop_gcs_bucket(url, name)
+
+
 def _drop_s3_bucket(client: Any, name: str) -> None:
     """Delete every object, unfinished multipart upload, then the bucket itself."""
     for page in client.get_paginator("list_objects_v2").paginate(Bucket=name):
@@ -306,10 +334,12 @@ def _drop_gcs_bucket(url: str, name: str) -> None:
 
 @contextmanager
 def _fresh_ftp_directory(server_url: str) -> Iterator[str]:
-    """Create a uniquely named directory on the FTP(S) server; remove it on exit."""
+    """Create a uniquely named directory on the FTP(S) server; remove it on exit.
+
+    Removal lists with MLSD, or with NLST where the server has no MLSD (vsftpd).
+    """
     parts = urlsplit(server_url)
-    base = parts.path.rstrip("/")
-    directory = f"{base}/{_FTP_DIR_PREFIX}{secrets.token_hex(6)}"
+    directory = f"{parts.path.rstrip('/')}/{_FTP_DIR_PREFIX}{secrets.token_hex(6)}"
     with _ftp_session(server_url) as session:
         session.mkd(directory)
     try:
@@ -317,6 +347,43 @@ def _fresh_ftp_directory(server_url: str) -> Iterator[str]:
     finally:
         with _ftp_session(server_url) as session:
             _ftp_rmtree(session, directory)
+
+
+def _rmtree_by_mlsd(session: Any, directory: str) -> None:
+    for name, facts in list(session.mlsd(directory, facts=["type"])):
+        kind = facts.get("type", "")
+        if kind in ("cdir", "pdir") or name in (".", ".."):
+            continue
+        path = f"{directory}/{name}"
+        if kind == "dir":
+            _rmtree_by_mlsd(session, path)
+        else:
+            session.delete(path)
+    session.rmd(directory)
+
+
+def _ftp_rmtree(session: Any, directory: str) -> None:
+    try:
+        _rmtree_by_mlsd(session, directory)
+    except ftplib.error_perm as exc:
+        # vsftpd has no MLSD: 500 to MLSD, 501 to the OPTS MLST ftplib sends first.
+        if not str(exc).startswith(("500", "501", "502")):
+            raise
+        _rmtree_by_nlst(session, directory)
+
+
+def _rmtree_by_nlst(session: Any, directory: str) -> None:
+    """Remove ``directory`` and its content using only NLST, DELE and RMD."""
+    for listed in session.nlst(directory):
+        name = posixpath.basename(listed)  # some servers answer full paths
+        if name in (".", ".."):
+            continue
+        path = f"{directory}/{name}"
+        try:
+            session.delete(path)
+        except ftplib.error_perm:  # a directory: DELE refuses it
+            _rmtree_by_nlst(session, path)
+    session.rmd(directory)
 
 
 @contextmanager
@@ -337,19 +404,6 @@ def _ftp_session(url: str) -> Iterator[Any]:
         if isinstance(session, ftplib.FTP_TLS):
             session.prot_p()
         yield session
-
-
-def _ftp_rmtree(session: Any, directory: str) -> None:
-    for name, facts in list(session.mlsd(directory, facts=["type"])):
-        kind = facts.get("type", "")
-        if kind in ("cdir", "pdir") or name in (".", ".."):
-            continue
-        path = f"{directory}/{name}"
-        if kind == "dir":
-            _ftp_rmtree(session, path)
-        else:
-            session.delete(path)
-    session.rmd(directory)
 
 
 # -- Kafka ---------------------------------------------------------------------------------------
@@ -392,3 +446,96 @@ def kafka_broker() -> Iterator[KafkaBroker]:
         yield broker
     finally:
         broker.stop()
+
+
+# -- vsftpd, fake-gcs-server, s3proxy ----------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def vsftpd_service() -> Iterator[ServiceHandle]:
+    """The plain-FTP vsftpd for this test session (see :func:`find_vsftpd`)."""
+    with _find_or_skip(find_vsftpd) as handle:
+        yield handle
+
+
+@pytest.fixture(scope="session")
+def vsftpds_service() -> Iterator[ServiceHandle]:
+    """The FTPS vsftpd for this test session (see :func:`find_vsftpds`)."""
+    with _find_or_skip(find_vsftpds) as handle:
+        yield handle
+
+
+@pytest.fixture
+def vsftpd_url(vsftpd_service: ServiceHandle) -> Iterator[str]:
+    """``vsftpd_service``'s URL whose path is a fresh directory, removed afterwards."""
+    with _fresh_ftp_directory(vsftpd_service.url) as url:
+        yield url
+
+
+@pytest.fixture
+def vsftpds_url(vsftpds_service: ServiceHandle) -> Iterator[str]:
+    """``vsftpds_service``'s URL (with ``?ca_file=``) whose path is a fresh directory."""
+    with _fresh_ftp_directory(vsftpds_service.url) as url:
+        yield url
+
+
+@pytest.fixture(scope="session")
+def fake_gcs_service() -> Iterator[ServiceHandle]:
+    """The fake-gcs-server of this test session (see :func:`find_fake_gcs`)."""
+    with _find_or_skip(find_fake_gcs) as handle:
+        yield handle
+
+
+@pytest.fixture
+def fake_gcs_url(fake_gcs_service: ServiceHandle) -> str:
+    """fake-gcs-server's API endpoint URL."""
+    return fake_gcs_service.url
+
+
+@pytest.fixture
+def fake_gcs_bucket(fake_gcs_url: str) -> Iterator[str]:
+    """A fresh, empty bucket on ``fake_gcs_url``; emptied and deleted afterwards."""
+    with _fresh_gcs_bucket(fake_gcs_url) as name:
+        yield name
+
+
+@pytest.fixture(scope="session")
+def s3proxy_service() -> Iterator[ServiceHandle]:
+    """The s3proxy of this test session (see :func:`find_s3proxy`)."""
+    with _find_or_skip(find_s3proxy) as handle:
+        yield handle
+
+
+@pytest.fixture
+def s3proxy_url(s3proxy_service: ServiceHandle) -> str:
+    """s3proxy's endpoint URL with its identity and credential in the user info."""
+    return s3proxy_service.url
+
+
+@pytest.fixture
+def s3proxy_bucket(s3proxy_url: str) -> Iterator[str]:
+    """A fresh, empty bucket on ``s3proxy_url``; emptied and deleted afterwards."""
+    with _fresh_s3_bucket(_dtpyfw_s3_client(s3proxy_url)) as name:
+        yield name
+
+
+@functools.cache
+def _dtpyfw_s3_client(url: str) -> Any:
+    """dtpyfw's own S3 client for ``url`` (one per session).
+
+    Not ``_backends._s3_client``: with botocore's default checksums s3proxy
+    refuses uploads and DeleteObjects, which dtpyfw's client configures away.
+    """
+    from dtpyfw.storage._s3 import create_s3_client
+    from dtpyfw.storage._settings import S3StoreSettings
+
+    endpoint, key, secret = s3_credentials(url)
+    settings = S3StoreSettings(
+        bucket="unused",
+        endpoint_url=endpoint,
+        region="us-east-1",
+        access_key_id=key,
+        secret_access_key=secret,
+        addressing_style="path",
+    )
+    return create_s3_client(settings)

@@ -11,27 +11,19 @@ The local process is ``github.com/fsouza/fake-gcs-server`` at
 on a free loopback port. It runs under :func:`~dtpyfw.testing._native.watched`,
 so it dies with the test process even when that is killed.
 
-Fixtures: ``fake_gcs_service`` (session), ``fake_gcs_url`` and
-``fake_gcs_bucket`` (a fresh bucket per test, emptied and deleted after it).
+Its pytest fixtures (``fake_gcs_service``, ``fake_gcs_url``,
+``fake_gcs_bucket``) are in :mod:`dtpyfw.testing._backends`.
 """
 
 from __future__ import annotations
 
 __all__ = [
     "FAKE_GCS_VERSION",
-    "fake_gcs_bucket",
-    "fake_gcs_service",
-    "fake_gcs_url",
     "find_fake_gcs",
 ]
 
-import secrets
-from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
-
-from dtpyfw.testing._backends import _drop_gcs_bucket, _find_or_skip, _gcs_request
 from dtpyfw.testing._launchers import (
     Launch,
     ServiceHandle,
@@ -52,7 +44,6 @@ FAKE_GCS_VERSION = "v1.56.1"
 _IMAGE = f"fsouza/fake-gcs-server:{FAKE_GCS_VERSION.removeprefix('v')}"
 _CONTAINER_PORT = 4443
 _READY_TIMEOUT = 30.0
-_BUCKET_PREFIX = "dtpyfw-t-"
 
 
 def find_fake_gcs(*, launch: Launch = "auto") -> ServiceHandle:
@@ -133,27 +124,3 @@ _FAKE_GCS = _Backend(
         "so it can be built, or start Docker."
     ),
 )
-
-
-@pytest.fixture(scope="session")
-def fake_gcs_service() -> Iterator[ServiceHandle]:
-    """The fake-gcs-server of this test session (see :func:`find_fake_gcs`)."""
-    with _find_or_skip(find_fake_gcs) as handle:
-        yield handle
-
-
-@pytest.fixture
-def fake_gcs_url(fake_gcs_service: ServiceHandle) -> str:
-    """fake-gcs-server's API endpoint URL."""
-    return fake_gcs_service.url
-
-
-@pytest.fixture
-def fake_gcs_bucket(fake_gcs_url: str) -> Iterator[str]:
-    """The name of a fresh, empty bucket on ``fake_gcs_url``; emptied and deleted afterwards."""
-    name = f"{_BUCKET_PREFIX}{secrets.token_hex(6)}"
-    _gcs_request(fake_gcs_url, "POST", "/storage/v1/b?project=dtpyfw-tests", {"name": name})
-    try:
-        yield name
-    finally:
-        _drop_gcs_bucket(fake_gcs_url, name)

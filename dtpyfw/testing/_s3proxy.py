@@ -17,9 +17,9 @@ fetched once into the dtpyfw cache, with the in-memory ``transient`` jclouds
 store and a fresh random credential, on a free loopback port, under
 :func:`~dtpyfw.testing._native.watched` (it dies with the test process).
 
-Fixtures: ``s3proxy_service`` (session), ``s3proxy_url`` (credentials in its
-user info, read by :func:`~dtpyfw.testing._launchers.s3_credentials`) and
-``s3proxy_bucket`` (a fresh bucket per test, emptied and deleted after it).
+Its pytest fixtures (``s3proxy_service``, ``s3proxy_url`` with the
+credentials in its user info, ``s3proxy_bucket``) are in
+:mod:`dtpyfw.testing._backends`.
 """
 
 from __future__ import annotations
@@ -27,21 +27,12 @@ from __future__ import annotations
 __all__ = [
     "S3PROXY_VERSION",
     "find_s3proxy",
-    "s3proxy_bucket",
-    "s3proxy_service",
-    "s3proxy_url",
 ]
 
-import functools
 import secrets
-from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 from urllib.parse import quote, urlsplit
 
-import pytest
-
-from dtpyfw.testing._backends import _drop_s3_bucket, _find_or_skip
 from dtpyfw.testing._launchers import (
     Launch,
     ServiceHandle,
@@ -63,7 +54,6 @@ _IMAGE = f"andrewgaul/s3proxy:s3proxy-{S3PROXY_VERSION}"
 _IDENTITY = "dtpyfw"
 _CONTAINER_PORT = 80
 _READY_TIMEOUT = 30.0
-_BUCKET_PREFIX = "dtpyfw-t-"
 
 # Without a configuration logback logs everything at DEBUG: megabytes per test run.
 _LOGBACK = """<configuration>
@@ -187,50 +177,3 @@ _S3PROXY = _Backend(
         "install Java 17 and Maven (scripts/ensure-system-deps.sh) or start Docker."
     ),
 )
-
-
-@pytest.fixture(scope="session")
-def s3proxy_service() -> Iterator[ServiceHandle]:
-    """The s3proxy of this test session (see :func:`find_s3proxy`)."""
-    with _find_or_skip(find_s3proxy) as handle:
-        yield handle
-
-
-@pytest.fixture
-def s3proxy_url(s3proxy_service: ServiceHandle) -> str:
-    """s3proxy's endpoint URL with its identity and credential in the user info."""
-    return s3proxy_service.url
-
-
-@pytest.fixture
-def s3proxy_bucket(s3proxy_url: str) -> Iterator[str]:
-    """The name of a fresh, empty bucket on ``s3proxy_url``; emptied and deleted afterwards."""
-    client = _client(s3proxy_url)
-    name = f"{_BUCKET_PREFIX}{secrets.token_hex(6)}"
-    client.create_bucket(Bucket=name)
-    try:
-        yield name
-    finally:
-        _drop_s3_bucket(client, name)
-
-
-@functools.cache
-def _client(url: str) -> Any:
-    """dtpyfw's own S3 client for ``url`` (one per session).
-
-    Not ``_backends._s3_client``: with botocore's default checksums s3proxy
-    refuses uploads and DeleteObjects, which dtpyfw's client configures away.
-    """
-    from dtpyfw.storage._s3 import create_s3_client
-    from dtpyfw.storage._settings import S3StoreSettings
-
-    endpoint, key, secret = s3_credentials(url)
-    settings = S3StoreSettings(
-        bucket="unused",
-        endpoint_url=endpoint,
-        region="us-east-1",
-        access_key_id=key,
-        secret_access_key=secret,
-        addressing_style="path",
-    )
-    return create_s3_client(settings)

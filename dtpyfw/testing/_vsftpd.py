@@ -21,7 +21,7 @@ the user and the directory.
 
 :func:`find_vsftpd` / :func:`find_vsftpds` look at ``$DTPYFW_TEST_VSFTPD_URL``
 / ``$DTPYFW_TEST_VSFTPDS_URL`` first, then launch. Their pytest fixtures live
-in :mod:`dtpyfw.testing._vsftpd_fixtures`, so that importing ``dtpyfw.testing``
+in :mod:`dtpyfw.testing._backends`, so that importing ``dtpyfw.testing``
 (which exports :func:`start_vsftpd`) keeps working without pytest.
 """
 

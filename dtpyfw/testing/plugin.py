@@ -13,6 +13,9 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from dtpyfw.testing._backends import (
+    fake_gcs_bucket,
+    fake_gcs_service,
+    fake_gcs_url,
     ftp_service,
     ftp_url,
     ftps_service,
@@ -33,10 +36,9 @@ from dtpyfw.testing._backends import (
     s3_bucket,
     s3_service,
     s3_url,
-)
-from dtpyfw.testing._fake_gcs import fake_gcs_bucket, fake_gcs_service, fake_gcs_url
-from dtpyfw.testing._s3proxy import s3proxy_bucket, s3proxy_service, s3proxy_url
-from dtpyfw.testing._vsftpd_fixtures import (
+    s3proxy_bucket,
+    s3proxy_service,
+    s3proxy_url,
     vsftpd_service,
     vsftpd_url,
     vsftpds_service,

@@ -19,10 +19,9 @@ from cryptography import x509
 from dtpyfw.ftp import FtpClient, FtpSettings
 from dtpyfw.testing import ServiceHandle, start_vsftpd
 from dtpyfw.testing import _vsftpd as vsftpd_module
-from dtpyfw.testing._backends import _ftp_session
+from dtpyfw.testing._backends import _fresh_ftp_directory, _ftp_session
 from dtpyfw.testing._launchers import BackendUnavailable, _LaunchError
 from dtpyfw.testing._vsftpd import _Vsftpd, find_vsftpd
-from dtpyfw.testing._vsftpd_fixtures import _fresh_directory
 
 
 @pytest.fixture(params=[False, True], ids=["ftp", "ftps"])
@@ -194,7 +193,7 @@ def test_fixtures_give_each_test_a_fresh_directory(vsftpd_url: str, vsftpds_url:
 
 def test_the_fresh_directory_is_removed_with_its_content(vsftpd_service: ServiceHandle) -> None:
     """Without MLSD: nested directories and dot files go too (NLST, DELE, RMD)."""
-    with _fresh_directory(vsftpd_service.url) as url:
+    with _fresh_ftp_directory(vsftpd_service.url) as url:
         directory = urlsplit(url).path
         with FtpClient(FtpSettings.from_url(url)) as client:
             client.upload(io.BytesIO(b"x"), "a/b/c.txt")

@@ -22,9 +22,9 @@ import pytest
 from dtpyfw.core.errors import AccessDenied
 from dtpyfw.storage import S3Storage, S3StoreSettings
 from dtpyfw.testing import BackendUnavailable, ServiceHandle, find_fake_gcs, find_s3proxy
+from dtpyfw.testing._backends import _dtpyfw_s3_client as _client
 from dtpyfw.testing._backends import _gcs_request
 from dtpyfw.testing._launchers import _Process, s3_credentials
-from dtpyfw.testing._s3proxy import _client
 from dtpyfw.testing._wait import wait_until
 
 _INNER_ARGS = ("-p", "no:asyncio", "-p", "no:cacheprovider", "-rs")

@@ -285,7 +285,14 @@ class KafkaBroker(RedisBroker):
             [("finish", self._finish_args(finished))] if finished else []
         )
         # The claim script with count 0 only moves due delayed tasks and lapsed leases.
-        sweep = [0, consumer, visibility, self.settings.starvation_limit, *queues]
+        sweep = [
+            0,
+            consumer,
+            visibility,
+            self.settings.starvation_limit,
+            self.settings.max_deliveries,
+            *queues,
+        ]
         calls += [("claim", sweep), ("handoff", [self._handoff_ms, _HANDOFF_BATCH])]
         *_applied, swept, due = self._pipelined(calls)
         self._note_due(int(swept[0]))

@@ -25,9 +25,12 @@ priority and a read per stream in priority order, outside any atomic step.
 its worker renews the leases of its tasks every third of that. A worker that
 dies (SIGKILL, lost host) stops renewing; once a lease expires, the next
 ``claim`` by any worker puts the task back at its old place in line and it
-runs again (counted as ``redelivered``). Outcomes carry the delivery number:
-a late outcome from a worker presumed dead is ignored, so a task's record is
-never overwritten by a run that no longer owns it.
+runs again (counted as ``redelivered``). The ``max_deliveries``-th lapsed
+lease of a task dead-letters it instead (``LeaseExpired``), so a task that
+kills or hangs every worker it lands on ends; re-driving it resets the count.
+Outcomes carry the delivery number: a late outcome from a worker presumed
+dead is ignored, so a task's record is never overwritten by a run that no
+longer owns it.
 
 **Load balancing.** Workers pull: each free slot claims one task, so a busy
 worker takes less and work spreads over the processes by their capacity.
@@ -129,7 +132,7 @@ return {1, id}
 """
 )
 
-# ARGV: P, count, consumer, visibility ms, starvation limit, queues...
+# ARGV: P, count, consumer, visibility ms, starvation limit, max deliveries, queues...
 # Returns {ms until the next delayed task or lease deadline (-1: none), {id, envelope,
 # attempt, delivery number, enqueued ms}...}
 _CLAIM = (
@@ -137,8 +140,9 @@ _CLAIM = (
     + """
 local count, consumer = tonumber(ARGV[2]), ARGV[3]
 local visibility, limit = tonumber(ARGV[4]), tonumber(ARGV[5])
+local max_deliveries = tonumber(ARGV[6])
 local queues = {}
-for i = 6, #ARGV do queues[#queues + 1] = ARGV[i] end
+for i = 7, #ARGV do queues[#queues + 1] = ARGV[i] end
 local now = now_ms()
 local next_due = -1
 local function soonest(key)
@@ -161,11 +165,25 @@ for _, q in ipairs(queues) do
   local running = P .. 'running:' .. q
   for _, id in ipairs(redis.call('ZRANGEBYSCORE', running, '-inf', now, 'LIMIT', 0, 500)) do
     redis.call('ZREM', running, id)
-    local f = redis.call('HMGET', job_key(id), 'prio', 'seq')
+    local job = job_key(id)
+    local f = redis.call('HMGET', job, 'prio', 'seq')
     if f[1] then
       stat(q, 'running', f[1], -1)
-      stat(q, 'redelivered', f[1], 1)
-      make_ready(id, q, tonumber(f[1]), tonumber(f[2]))
+      -- Every lapsed lease is a delivery whose worker died or stalled: a task that
+      -- kills its worker each time ends in the dead-letter queue, not in a cycle.
+      local lapsed = redis.call('HINCRBY', job, 'lapsed', 1)
+      if max_deliveries > 0 and lapsed >= max_deliveries then
+        stat(q, 'failed', f[1], 1)
+        stat(q, 'dead_lettered', f[1], 1)
+        stat(q, 'dead', f[1], 1)
+        redis.call('HSET', job, 'state', 'dead', 'finished', stamp(), 'error',
+          'LeaseExpired: the lease expired ' .. lapsed .. ' times (max_deliveries ' ..
+          max_deliveries .. '): the workers running it died or stalled', 'tb', '')
+        redis.call('ZADD', P .. 'dead:' .. q, now, id)
+      else
+        stat(q, 'redelivered', f[1], 1)
+        make_ready(id, q, tonumber(f[1]), tonumber(f[2]))
+      end
     end
   end
   soonest(delayed)
@@ -341,7 +359,7 @@ for _, id in ipairs(ids) do
     stat(f[2], 'dead', f[3], -1)
     stat(f[2], 'redriven', f[3], 1)
     local seq = redis.call('INCR', P .. 'seq')
-    redis.call('HSET', job, 'attempt', 1, 'seq', seq, 'finished', '')
+    redis.call('HSET', job, 'attempt', 1, 'seq', seq, 'finished', '', 'lapsed', 0)
     make_ready(id, f[2], tonumber(f[3]), seq)
     moved = moved + 1
   end
@@ -522,6 +540,7 @@ class RedisBroker:
             consumer,
             self._ms(self.settings.visibility_timeout),
             self.settings.starvation_limit,
+            self.settings.max_deliveries,
             *queues,
         ]
         calls = [("finish", self._finish_args(finished))] if finished else []

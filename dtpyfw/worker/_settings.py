@@ -163,6 +163,12 @@ class WorkerSettings(BaseModel):
         gt=0,
         description="seconds a task taken by a silent worker waits before it is redelivered",
     )
+    max_deliveries: int = Field(
+        default=5,
+        ge=0,
+        description="lapsed leases (the worker died or stalled) after which a task is "
+        "dead-lettered instead of redelivered; 0 redelivers for ever",
+    )
     starvation_limit: int = Field(
         default=20,
         ge=0,

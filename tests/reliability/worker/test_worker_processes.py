@@ -25,7 +25,7 @@ import redis
 from dtpyfw.config import load_settings
 from dtpyfw.container import ServiceContainer
 from dtpyfw.testing import BackendUnavailable, ServiceHandle, find_redis, wait_until
-from dtpyfw.worker import TaskQueue
+from dtpyfw.worker import TaskQueue, TaskState
 
 HERE = Path(__file__).resolve().parent
 TASKS = 3000
@@ -92,10 +92,11 @@ def config(
 
 
 @pytest.fixture
-def workers() -> Iterator[Callable[[Path, int], list[subprocess.Popen[str]]]]:
+def workers() -> Iterator[Callable[..., list[subprocess.Popen[str]]]]:
     started: list[subprocess.Popen[str]] = []
 
-    def start(path: Path, count: int) -> list[subprocess.Popen[str]]:
+    def start(path: Path, count: int, *, ready: bool = True) -> list[subprocess.Popen[str]]:
+        """Start ``count`` workers; with ``ready``, return once they work (and share a group)."""
         env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(HERE), *sys.path])}
         batch = [
             subprocess.Popen(
@@ -120,13 +121,15 @@ def workers() -> Iterator[Callable[[Path, int], list[subprocess.Popen[str]]]]:
             for _ in range(count)
         ]
         started.extend(batch)
+        if not ready:
+            return batch
         for process in batch:
             assert process.stdout is not None
             seen = []  # log lines (kafka-python's warnings, say) may come first
             while not (line := process.stdout.readline()).startswith("worker "):
                 assert line, "".join(seen) + (process.stderr.read() if process.stderr else "")
                 seen.append(line)
-        await_group(path, len(started))
+        await_group(path, sum(process.poll() is None for process in started))
         return batch
 
     yield start
@@ -206,7 +209,7 @@ def ran_by(client: redis.Redis, pid: int) -> list[int]:
 
 def test_three_workers_share_the_tasks_and_run_each_once(
     config: Callable[..., Path],
-    workers: Callable[[Path, int], list[subprocess.Popen[str]]],
+    workers: Callable[..., list[subprocess.Popen[str]]],
     client: redis.Redis,
 ) -> None:
     """3,000 tasks over 3 processes: each runs exactly once, and every process takes a share."""
@@ -227,7 +230,7 @@ def test_three_workers_share_the_tasks_and_run_each_once(
 
 def test_a_killed_worker_loses_nothing(
     config: Callable[..., Path],
-    workers: Callable[[Path, int], list[subprocess.Popen[str]]],
+    workers: Callable[..., list[subprocess.Popen[str]]],
     client: redis.Redis,
 ) -> None:
     """SIGKILL one of 3 workers mid-run: every task still completes; only its runs repeat."""
@@ -256,7 +259,7 @@ def test_a_killed_worker_loses_nothing(
 
 def test_three_workers_fire_each_scheduled_tick_once(
     config: Callable[..., Path],
-    workers: Callable[[Path, int], list[subprocess.Popen[str]]],
+    workers: Callable[..., list[subprocess.Popen[str]]],
     client: redis.Redis,
 ) -> None:
     """A 0.3 s schedule on 3 processes: every tick runs once, none is skipped."""
@@ -281,3 +284,41 @@ def test_three_workers_fire_each_scheduled_tick_once(
     ordered = sorted(ticks)
     gaps = {later - earlier for earlier, later in itertools.pairwise(ordered)}
     assert gaps == {timedelta(seconds=0.3)}
+
+
+def test_a_task_that_kills_its_worker_each_time_ends_in_the_dead_letters(
+    config: Callable[..., Path],
+    workers: Callable[..., list[subprocess.Popen[str]]],
+    client: redis.Redis,
+) -> None:
+    """Each run SIGKILLs its worker; after max_deliveries lapsed leases the task is dead.
+
+    The review's repro: such a task went through worker after worker and stayed
+    'running' for ever. Replacing each dead worker, as an orchestrator does,
+    must end with the task in the DLQ and a worker that lives on.
+    """
+    max_deliveries = 3
+    path = config(f"  max_deliveries: {max_deliveries}\n")
+    queue = queue_for(path)
+    handle = queue.enqueue("rel.poison", [])
+    processes: list[subprocess.Popen[str]] = []
+    while handle.status() is not TaskState.DEAD:
+        assert len(processes) <= max_deliveries + 1, "the poison task never ended"
+        # Not waiting for it to be ready: it may take the task and die first.
+        (process,) = workers(path, 1, ready=False)
+        processes.append(process)
+        wait_until(
+            lambda p=process: p.poll() is not None or handle.status() is TaskState.DEAD,
+            timeout=30,
+        )
+    survivor = processes[-1]
+    assert survivor.poll() is None, "the worker that dead-lettered it died too"
+    assert [p.returncode for p in processes[:-1]] == [-signal.SIGKILL] * max_deliveries
+    assert int(client.get("t:poison:runs") or 0) == max_deliveries
+    info = handle.info()
+    assert info.error is not None
+    assert info.error.startswith(f"LeaseExpired: the lease expired {max_deliveries} times")
+    (row,) = queue.stats()
+    assert (row.dead, row.running, row.queued) == (1, 0, 0)
+    stop([survivor])
+    queue.close()

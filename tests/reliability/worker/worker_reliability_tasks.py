@@ -30,3 +30,11 @@ def tick(client: Any = Provide[ServiceContainer.redis.client]) -> None:
     assert context is not None
     assert context.tick is not None
     client.hincrby("t:ticks", context.tick.isoformat(), 1)
+
+
+@task(name="rel.poison")
+@inject
+def poison(client: Any = Provide[ServiceContainer.redis.client]) -> None:
+    """A task that takes its worker process down, as an OOM kill or a segfault would."""
+    client.incr("t:poison:runs")
+    os.kill(os.getpid(), 9)

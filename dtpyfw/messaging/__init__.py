@@ -25,6 +25,7 @@ from dtpyfw.messaging._container import MessagingContainer
 from dtpyfw.messaging._delivery import DeadLetter
 from dtpyfw.messaging._handlers import Handlers
 from dtpyfw.messaging._idempotency import (
+    Claim,
     IdempotencyStore,
     MemoryIdempotencyStore,
     RedisIdempotencyStore,
@@ -53,6 +54,7 @@ __all__ = [
     "AsyncRunner",
     "BinarySerializer",
     "ChannelNames",
+    "Claim",
     "Consumer",
     "DEFAULT_GROUP",
     "DeadLetter",

@@ -103,9 +103,11 @@ def _idempotency(
     if backend == "auto":
         backend = "redis" if redis_settings is not None else "memory"
     if backend == "memory":
-        return MemoryIdempotencyStore(options.ttl)
+        return MemoryIdempotencyStore(options.ttl, lease=options.lease)
     _required_redis(redis_settings)  # fail now, not at the first message
-    return RedisIdempotencyStore(client, async_client, ttl=options.ttl, prefix=options.prefix)
+    return RedisIdempotencyStore(
+        client, async_client, ttl=options.ttl, lease=options.lease, prefix=options.prefix
+    )
 
 
 def _transport(

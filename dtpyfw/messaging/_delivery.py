@@ -12,8 +12,11 @@ is retried the same way whatever carries its messages:
 - after the last attempt the dispatcher returns a :class:`Failure` and the
   transport dead-letters the message (:func:`log_dead_letter` logs it at
   ERROR with the exception);
-- with an idempotency store and ``skip_processed``, a message its group has
-  already handled is skipped, and each success is recorded.
+- with an idempotency store and ``skip_processed``, the group's key for the
+  message is claimed atomically before the handler runs: a message already
+  handled is skipped, a copy being handled elsewhere is waited for (then
+  skipped, or run if that attempt failed or its holder died), a success is
+  recorded and a final failure releases the claim.
 """
 
 from __future__ import annotations
@@ -95,9 +98,13 @@ class Dispatcher:
         """Handle ``message`` in ``group``; None on success, else the Failure."""
         store = self.idempotency if self.skip_processed else None
         key = f"{group}:{message.id}" if store is not None else ""
-        if store is not None and store.processed(key):
-            _log_skip(message, group)
-            return None
+        if store is not None:
+            wait = _ClaimWait()
+            while (claim := store.claim(key)) == "running":
+                time.sleep(wait.next())
+            if claim == "done":
+                _log_skip(message, group)
+                return None
         retry = self.retry
         attempt = 0
         while True:
@@ -105,23 +112,32 @@ class Dispatcher:
             try:
                 consumer.handle(message, group)
             except InvalidMessage as exc:
-                return Failure(exc, attempt)
+                failure = Failure(exc, attempt)
             except Exception as exc:
-                if not _will_retry(retry, exc, attempt, message, group):
-                    return Failure(exc, attempt)
-                time.sleep(_backoff(retry, attempt))
+                if _will_retry(retry, exc, attempt, message, group):
+                    time.sleep(_backoff(retry, attempt))
+                    continue
+                failure = Failure(exc, attempt)
             else:
                 if store is not None:
                     store.mark(key)
                 return None
+            if store is not None:
+                store.release(key)
+            return failure
 
     async def arun(self, consumer: AsyncConsumer, message: Message, group: str) -> Failure | None:
         """Async twin of :meth:`run`."""
         store = self.idempotency if self.skip_processed else None
         key = f"{group}:{message.id}" if store is not None else ""
-        if store is not None and await store.aprocessed(key):
-            _log_skip(message, group)
-            return None
+        if store is not None:
+            wait = _ClaimWait()
+            # The claim may be another process's: only polling the store can tell.
+            while (claim := await store.aclaim(key)) == "running":  # noqa: ASYNC110
+                await asyncio.sleep(wait.next())
+            if claim == "done":
+                _log_skip(message, group)
+                return None
         retry = self.retry
         attempt = 0
         while True:
@@ -129,15 +145,33 @@ class Dispatcher:
             try:
                 await consumer.handle(message, group)
             except InvalidMessage as exc:
-                return Failure(exc, attempt)
+                failure = Failure(exc, attempt)
             except Exception as exc:
-                if not _will_retry(retry, exc, attempt, message, group):
-                    return Failure(exc, attempt)
-                await asyncio.sleep(_backoff(retry, attempt))
+                if _will_retry(retry, exc, attempt, message, group):
+                    await asyncio.sleep(_backoff(retry, attempt))
+                    continue
+                failure = Failure(exc, attempt)
             else:
                 if store is not None:
                     await store.amark(key)
                 return None
+            if store is not None:
+                await store.arelease(key)
+            return failure
+
+
+class _ClaimWait:
+    """Pauses between looks at a claim another consumer holds: 10 ms, doubling to 0.5 s."""
+
+    __slots__ = ("_pause",)
+
+    def __init__(self) -> None:
+        self._pause = 0.01
+
+    def next(self) -> float:
+        pause = self._pause
+        self._pause = min(0.5, pause * 2)
+        return pause
 
 
 def log_dead_letter(

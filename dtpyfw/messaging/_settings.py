@@ -79,12 +79,18 @@ class IdempotencySettings(BaseModel):
         "exists, else memory",
     )
     ttl: float = Field(default=86400.0, gt=0, description="seconds a processed id is remembered")
+    lease: float = Field(
+        default=300.0,
+        gt=0,
+        description="seconds a handler's claim on a message lasts (skip_processed); a copy "
+        "delivered meanwhile waits for its outcome; longer than your slowest handler",
+    )
     prefix: str = Field(default="idempotency", min_length=1, description="Redis key prefix")
     skip_processed: bool = Field(
         default=False,
-        description="the runner skips a message its group already processed and records each "
-        "success (one check and one write per message); two copies in flight at the same "
-        "moment may both run",
+        description="the runner claims each message for its group before the handler runs "
+        "(one atomic claim and one write per message): a processed message is skipped, and "
+        "two copies in flight at once never both run",
     )
 
 

@@ -5,8 +5,11 @@
     dtpyfw consume config.yaml --handlers my_service.handlers [more.modules ...]
         [--concurrency N] [--max-in-flight N] [--shutdown-timeout SECONDS]
 
-Each module is imported and wired into the container (so its ``@inject``
-handlers receive their providers), and every
+The container's resources are initialised first, as ``create_app`` does at
+its lifespan start, so handlers see the same container an API process has:
+``task.delay()`` finds the bound task queue. Each module is imported and
+wired into the container (so its ``@inject`` handlers receive their
+providers), and every
 :class:`~dtpyfw.messaging.Handlers` collection it defines is subscribed. If
 any handler is a coroutine function the async bus and runner serve them all
 (plain handlers then run in worker threads); otherwise the sync ones do.
@@ -101,6 +104,9 @@ def _consume(args: argparse.Namespace, out: TextIO) -> int:
         if use_async:
             asyncio.run(_run_async(container, collections))
         else:
+            # The resources create_app starts at its lifespan: the task queue (bound
+            # for task.delay()), pools, the tracer. Handlers get the same container.
+            container.init_resources()
             bus = container.messaging.bus()
             for _module, handlers in collections:
                 bus.include(handlers)
@@ -113,6 +119,7 @@ def _consume(args: argparse.Namespace, out: TextIO) -> int:
 
 
 async def _run_async(container: Any, collections: list[tuple[ModuleType, Handlers]]) -> None:
+    await container.ainit_resources()  # as create_app's lifespan does (see _consume)
     bus = container.messaging.async_bus()
     for _module, handlers in collections:
         bus.include(handlers)

@@ -58,6 +58,24 @@ async def run_job(message: Message, client=Provide[ServiceContainer.redis.async_
 """
 
 
+TASK_MODULE = """
+from dtpyfw.messaging import Handlers, Message
+from dtpyfw.worker import task
+
+handlers = Handlers()
+
+
+@task(name="job.follow_up")
+def follow_up(n: int) -> None:
+    pass
+
+
+@handlers.handler("job.run", group="workers")
+def run_job(message: Message) -> None:
+    follow_up.delay(message.data["n"])  # as an API handler would
+"""
+
+
 class Consumer:
     """A ``dtpyfw consume`` process and its output."""
 
@@ -107,11 +125,11 @@ def client(redis_url: str) -> Iterator[redis.Redis]:
 @pytest.fixture
 def start_consumer(
     tmp_path: Path, redis_url: str
-) -> Iterator[Callable[[str], tuple[Consumer, MessagingContainer]]]:
+) -> Iterator[Callable[..., tuple[Consumer, MessagingContainer]]]:
     """Start ``dtpyfw consume`` on a handler module; returns it and a publishing container."""
     started: list[tuple[Consumer, MessagingContainer]] = []
 
-    def start(module_source: str) -> tuple[Consumer, MessagingContainer]:
+    def start(module_source: str, extra_config: str = "") -> tuple[Consumer, MessagingContainer]:
         name = f"jobs_{uuid.uuid4().hex[:8]}"
         (tmp_path / f"{name}.py").write_text(textwrap.dedent(module_source))
         config = tmp_path / "config.yaml"
@@ -126,6 +144,7 @@ def start_consumer(
                   shutdown_timeout: 20
                 """
             )
+            + extra_config
         )
         env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tmp_path), os.getcwd()])}
         process = subprocess.Popen(
@@ -155,7 +174,7 @@ def start_consumer(
 
 
 def test_consume_handles_then_stops_gracefully_on_sigterm(
-    start_consumer: Callable[[str], tuple[Consumer, MessagingContainer]], client: redis.Redis
+    start_consumer: Callable[..., tuple[Consumer, MessagingContainer]], client: redis.Redis
 ) -> None:
     """SIGTERM lets the handler in flight finish and be acknowledged before a clean exit."""
     consumer, publisher = start_consumer(SYNC_MODULE)
@@ -175,7 +194,7 @@ def test_consume_handles_then_stops_gracefully_on_sigterm(
 
 
 def test_consume_runs_async_handlers(
-    start_consumer: Callable[[str], tuple[Consumer, MessagingContainer]], client: redis.Redis
+    start_consumer: Callable[..., tuple[Consumer, MessagingContainer]], client: redis.Redis
 ) -> None:
     """A module with async handlers is served by the async bus and runner."""
     consumer, publisher = start_consumer(ASYNC_MODULE)
@@ -188,10 +207,39 @@ def test_consume_runs_async_handlers(
 
 
 def test_consume_without_handlers_is_an_error(
-    start_consumer: Callable[[str], tuple[Consumer, MessagingContainer]],
+    start_consumer: Callable[..., tuple[Consumer, MessagingContainer]],
 ) -> None:
     """A module defining no Handlers makes consume exit 1 with a hint."""
     consumer, _publisher = start_consumer("x = 1\n")
     assert consumer.process.wait(timeout=30) == 1
     consumer._reader.join(5)
     assert any("no dtpyfw.messaging.Handlers found" in line for line in consumer.lines)
+
+
+def test_handlers_can_enqueue_tasks_as_in_the_api_process(
+    start_consumer: Callable[..., tuple[Consumer, MessagingContainer]], redis_url: str
+) -> None:
+    """consume initialises the container's resources: task.delay() finds the bound queue."""
+    from dtpyfw.worker import RedisBroker, TaskQueue, WorkerSettings
+
+    namespace = f"c{uuid.uuid4().hex[:8]}"
+    consumer, publisher = start_consumer(
+        TASK_MODULE, f"worker:\n  strategy: redis\n  namespace: {namespace}\n"
+    )
+    consumer.wait_for_line("consuming with 1 handler(s)")
+    for n in range(3):
+        publisher.bus().publish("job.run", {"n": n})
+    settings = WorkerSettings(strategy="redis", namespace=namespace)
+    queue = TaskQueue(
+        RedisBroker(settings, RedisSettings.model_validate({"url": redis_url})), settings
+    )
+    try:
+
+        def enqueued() -> int:
+            return sum(row.enqueued for row in queue.stats())
+
+        wait_until(lambda: enqueued() == 3)
+    finally:
+        queue.close()
+    assert consumer.stop() == 0, "\n".join(consumer.lines)
+    assert not any("no task queue" in line.lower() for line in consumer.lines), consumer.lines

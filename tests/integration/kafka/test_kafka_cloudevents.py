@@ -19,11 +19,24 @@ from dtpyfw.messaging import Message, MessagingContainer, MessagingSettings
 from dtpyfw.testing import ServiceHandle, create_topic, wait_until
 
 
-def _container(prefix: str, settings: KafkaSettings) -> MessagingContainer:
+def _container(prefix: str, settings: KafkaSettings, **options: Any) -> MessagingContainer:
     return MessagingContainer(
-        settings=MessagingSettings(transport="kafka", channel_prefix=prefix, group_prefix=prefix),
+        settings=MessagingSettings(
+            transport="kafka", channel_prefix=prefix, group_prefix=prefix, **options
+        ),
         kafka_settings=settings,
     )
+
+
+def _only_record(settings: KafkaSettings, topic: str) -> Any:
+    """The one record of partition 0 of ``topic``, read raw (not through our bus)."""
+    with Consumer(settings, None) as consumer:
+        consumer.assign([(topic, 0)])
+        consumer.seek_to_beginning()
+        records: list[Any] = []
+        wait_until(lambda: bool(records.extend(consumer.poll(0.2)) or records), timeout=30)
+    (record,) = records
+    return record
 
 
 def test_binary_mode_records_of_the_sdk_reach_our_handlers(
@@ -94,12 +107,7 @@ def test_our_records_are_read_by_the_sdk(
         sent = container.bus().publish("order.shipped", {"order_id": 9}, subject="order/9")
     finally:
         container.shutdown_resources()
-    with Consumer(settings, None) as consumer:
-        consumer.assign([(topic, 0)])
-        consumer.seek_to_beginning()
-        records: list[Any] = []
-        wait_until(lambda: bool(records.extend(consumer.poll(0.2)) or records), timeout=30)
-    (record,) = records
+    record = _only_record(settings, topic)
     headers = dict(record.headers)
     structured = from_structured(KafkaMessage(headers=headers, key=record.key, value=record.value))
     assert structured["id"] == sent.id
@@ -121,12 +129,7 @@ def test_serializer_binary_is_binary_mode_on_a_real_broker(
     topic = f"{prefix}image.stored"
     create_topic(kafka_service, topic, 1)
     settings = KafkaSettings.model_validate(kafka_test_settings)
-    container = MessagingContainer(
-        settings=MessagingSettings(
-            transport="kafka", channel_prefix=prefix, group_prefix=prefix, serializer="binary"
-        ),
-        kafka_settings=settings,
-    )
+    container = _container(prefix, settings, serializer="binary")
     bus = container.bus()
     received: list[Message] = []
     bus.subscribe("image.stored", received.append, group="thumbs")
@@ -139,12 +142,7 @@ def test_serializer_binary_is_binary_mode_on_a_real_broker(
     finally:
         container.shutdown_resources()
     assert received == [sent]
-    with Consumer(settings, None) as consumer:
-        consumer.assign([(topic, 0)])
-        consumer.seek_to_beginning()
-        records: list[Any] = []
-        wait_until(lambda: bool(records.extend(consumer.poll(0.2)) or records), timeout=30)
-    (record,) = records
+    record = _only_record(settings, topic)
     assert record.value == b"\x89PNG-bytes"  # the data itself
     event = from_binary(
         KafkaMessage(headers=dict(record.headers), key=record.key, value=record.value),
